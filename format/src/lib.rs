@@ -1,0 +1,16 @@
+//! ferry's on-disk and on-wire formats, shared by the packager, the launcher and
+//! the agent: minisign-compatible keys and signatures, and the single-file
+//! container (`launcher | payload | metadata | trailer | signature | footer`).
+//!
+//! This crate does no I/O policy and no async: it reads and writes through
+//! `std::io` traits handed to it, and bounds every length it reads by the size of
+//! what it reads from before allocating.
+
+pub mod container;
+pub mod keys;
+pub mod signature;
+pub mod trusted_comment;
+
+pub use container::{Container, ContainerError, Metadata, PythonInfo, Trailer};
+pub use keys::{KeyError, KeyId, PublicKey, SecretKey, SecretKeyFile};
+pub use signature::{Prehasher, Signature, SignatureAlgorithm, SignatureError};
