@@ -108,7 +108,10 @@ fn malformed(kind: &'static str, reason: impl Into<String>) -> KeyError {
 /// `untrusted comment:` line and one base64 line.
 fn key_line<'a>(kind: &'static str, text: &'a str) -> Result<&'a str, KeyError> {
     if text.len() > MAX_KEY_FILE_LEN {
-        return Err(malformed(kind, format!("longer than {MAX_KEY_FILE_LEN} bytes")));
+        return Err(malformed(
+            kind,
+            format!("longer than {MAX_KEY_FILE_LEN} bytes"),
+        ));
     }
     let mut lines = text
         .lines()
@@ -148,10 +151,7 @@ impl PublicKey {
         raw.copy_from_slice(&bytes[10..42]);
         let key = VerifyingKey::from_bytes(&raw)
             .map_err(|_| malformed("public", "not a valid Ed25519 point"))?;
-        Ok(Self {
-            id: KeyId(id),
-            key,
-        })
+        Ok(Self { id: KeyId(id), key })
     }
 
     /// Parses a public key file (`minisign.pub`), or a bare base64 line.
@@ -247,8 +247,8 @@ fn scrypt_stream(
     memlimit: u64,
 ) -> Result<[u8; KEYNUM_SK_BYTES], KeyError> {
     let (log_n, r, p) = scrypt_params(opslimit, memlimit)?;
-    let params = scrypt::Params::new(log_n, r, p, 32)
-        .map_err(|e| KeyError::KdfParameters(e.to_string()))?;
+    let params =
+        scrypt::Params::new(log_n, r, p, 32).map_err(|e| KeyError::KdfParameters(e.to_string()))?;
     let mut out = [0u8; KEYNUM_SK_BYTES];
     scrypt::scrypt(password.as_bytes(), salt, &params, &mut out)
         .map_err(|e| KeyError::KdfParameters(e.to_string()))?;
@@ -382,7 +382,10 @@ impl SecretKey {
         } else {
             "minisign secret key (unencrypted)"
         };
-        Ok(format!("untrusted comment: {comment}\n{}\n", B64.encode(bytes)))
+        Ok(format!(
+            "untrusted comment: {comment}\n{}\n",
+            B64.encode(bytes)
+        ))
     }
 
     /// The key's identifier.
@@ -437,10 +440,7 @@ mod tests {
         let text = key.to_text(Some("hunter2")).unwrap();
         let file = SecretKeyFile::from_text(&text).unwrap();
         assert!(file.is_encrypted());
-        assert!(matches!(
-            file.unlock(None),
-            Err(KeyError::PasswordRequired)
-        ));
+        assert!(matches!(file.unlock(None), Err(KeyError::PasswordRequired)));
         assert!(matches!(
             file.unlock(Some("wrong")),
             Err(KeyError::WrongPassword)

@@ -172,7 +172,9 @@ impl Signature {
             .next()
             .and_then(|l| l.strip_prefix(TRUSTED_PREFIX))
             .ok_or_else(|| bad("third line must start with `trusted comment: `"))?;
-        let global_line = lines.next().ok_or_else(|| bad("no global signature line"))?;
+        let global_line = lines
+            .next()
+            .ok_or_else(|| bad("no global signature line"))?;
         if lines.any(|l| !l.trim().is_empty()) {
             return Err(bad("unexpected text after the global signature"));
         }
@@ -331,7 +333,7 @@ mod tests {
         let other = SecretKey::generate().unwrap().public_key();
         let sig = Signature::parse(SIG).unwrap();
         let err = sig
-            .verify_reader(&[other.clone()], &mut &b"hello\n"[..])
+            .verify_reader(std::slice::from_ref(&other), &mut &b"hello\n"[..])
             .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("B2B0E8E6A8CAAEA2"), "{text}");

@@ -74,7 +74,9 @@ fn u16_at(b: &[u8], at: usize) -> u64 {
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?)))
+    Some(u64::from(u32::from_le_bytes(
+        b.get(at..at + 4)?.try_into().ok()?,
+    )))
 }
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
@@ -110,7 +112,10 @@ pub fn has_launcher_marker<R: Read + Seek>(r: &mut R, limit: u64) -> bool {
         }
         remaining -= n as u64;
         window.extend_from_slice(&buf[..n]);
-        if window.windows(LAUNCHER_MARKER.len()).any(|w| w == LAUNCHER_MARKER) {
+        if window
+            .windows(LAUNCHER_MARKER.len())
+            .any(|w| w == LAUNCHER_MARKER)
+        {
             return true;
         }
         let keep = LAUNCHER_MARKER.len() - 1;

@@ -16,11 +16,19 @@ pub const TRAILER_LEN: u64 = 48;
 pub const FOOTER_LEN: u64 = 16;
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes in a fixed record"))
+    u32::from_le_bytes(
+        bytes[at..at + 4]
+            .try_into()
+            .expect("4 bytes in a fixed record"),
+    )
 }
 
 fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes in a fixed record"))
+    u64::from_le_bytes(
+        bytes[at..at + 8]
+            .try_into()
+            .expect("8 bytes in a fixed record"),
+    )
 }
 
 /// Where payload and metadata lie in the file.

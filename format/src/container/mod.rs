@@ -19,8 +19,12 @@ use std::ops::Range;
 use sha2::{Digest, Sha256};
 
 pub use elf::LAUNCHER_MARKER;
-pub use layout::{Footer, Trailer, FOOTER_LEN, FOOTER_MAGIC, FORMAT_VERSION, TRAILER_LEN, TRAILER_MAGIC};
-pub use metadata::{is_valid_name, is_valid_version, Metadata, PythonInfo, PythonMode, MAX_METADATA_LEN};
+pub use layout::{
+    Footer, Trailer, FOOTER_LEN, FOOTER_MAGIC, FORMAT_VERSION, TRAILER_LEN, TRAILER_MAGIC,
+};
+pub use metadata::{
+    is_valid_name, is_valid_version, Metadata, PythonInfo, PythonMode, MAX_METADATA_LEN,
+};
 
 use crate::keys::{PublicKey, SecretKey};
 use crate::signature::{Prehasher, Signature, SignatureError, MAX_SIGNATURE_LEN};
@@ -152,7 +156,9 @@ impl Container {
         read_at(r, trailer.metadata_offset, &mut meta)?;
         let metadata = Metadata::from_json(&meta)?;
         if metadata.format_version != trailer.version {
-            return Err(corrupt("metadata and trailer disagree on the format version"));
+            return Err(corrupt(
+                "metadata and trailer disagree on the format version",
+            ));
         }
         let signature = if footer.signature_len == 0 {
             None
@@ -223,7 +229,11 @@ impl Container {
 
     /// Signs the container with `key`: returns the bytes that replace everything
     /// after the signed region (signature text and footer).
-    pub fn sign<R: Read + Seek>(&self, r: &mut R, key: &SecretKey) -> Result<Vec<u8>, ContainerError> {
+    pub fn sign<R: Read + Seek>(
+        &self,
+        r: &mut R,
+        key: &SecretKey,
+    ) -> Result<Vec<u8>, ContainerError> {
         let (prehash, payload_sha) = self.hash_signed(r)?;
         if payload_sha != self.metadata.build_id {
             return Err(corrupt(
@@ -265,11 +275,26 @@ fn check_binding(comment: &str, meta: &Metadata) -> Result<(), ContainerError> {
     Ok(())
 }
 
-fn signature_block(key: &SecretKey, prehash: &[u8; 64], meta: &Metadata) -> Result<Vec<u8>, ContainerError> {
-    let untrusted = format!("ferry signature of {} {} by key {}", meta.name, meta.version, key.id());
-    let sig = Signature::sign_prehashed(key, prehash, &trusted_comment(meta).to_string(), &untrusted)?;
+fn signature_block(
+    key: &SecretKey,
+    prehash: &[u8; 64],
+    meta: &Metadata,
+) -> Result<Vec<u8>, ContainerError> {
+    let untrusted = format!(
+        "ferry signature of {} {} by key {}",
+        meta.name,
+        meta.version,
+        key.id()
+    );
+    let sig =
+        Signature::sign_prehashed(key, prehash, &trusted_comment(meta).to_string(), &untrusted)?;
     let mut out = sig.to_text().into_bytes();
-    out.extend_from_slice(&Footer { signature_len: out.len() as u64 }.encode());
+    out.extend_from_slice(
+        &Footer {
+            signature_len: out.len() as u64,
+        }
+        .encode(),
+    );
     Ok(out)
 }
 

@@ -1,0 +1,118 @@
+//! The command line: every subcommand, its flags and its help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Package Python applications into one signed executable, and check them.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a signing key pair (minisign format).
+    ///
+    /// The secret key is password-protected unless --no-password is given; the
+    /// password comes from --password-file, $FERRY_KEY_PASSWORD, or a prompt.
+    /// The public key is what devices trust; it also works with `minisign -V -p`.
+    Keygen(KeygenArgs),
+    /// Sign a file.
+    ///
+    /// A ferry binary gets the signature embedded (replacing any previous one);
+    /// any other file gets a detached FILE.minisig that `minisign -V` checks.
+    Sign(SignArgs),
+    /// Check a file's signature against trusted public keys.
+    ///
+    /// Prints one verdict line naming the signing key; exits 0 when the
+    /// signature is valid and made by one of the keys, 1 otherwise.
+    Verify(VerifyArgs),
+    /// Show what a ferry binary holds: metadata, sizes, signature state.
+    Inspect(InspectArgs),
+}
+
+/// Where the secret key's password comes from.
+#[derive(Debug, Args)]
+pub struct PasswordArgs {
+    /// Read the secret key's password from the first line of this file
+    /// (default: $FERRY_KEY_PASSWORD, else a prompt on the terminal).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// `ferry keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the secret key (created 0600).
+    #[arg(long, short = 's', default_value = "ferry.key")]
+    pub secret: PathBuf,
+    /// Where to write the public key.
+    #[arg(long, short = 'p', default_value = "ferry.pub")]
+    pub public: PathBuf,
+    /// Write the secret key unencrypted (for CI secret stores).
+    #[arg(long)]
+    pub no_password: bool,
+    /// Replace existing key files.
+    #[arg(long, short = 'f')]
+    pub force: bool,
+    /// Password source.
+    #[command(flatten)]
+    pub password: PasswordArgs,
+}
+
+/// `ferry sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The file to sign.
+    pub file: PathBuf,
+    /// Secret key file (ferry's or minisign's).
+    #[arg(long, short = 'k', value_name = "SECRET_KEY")]
+    pub key: PathBuf,
+    /// Write a detached FILE.minisig even for a ferry binary.
+    #[arg(long)]
+    pub detached: bool,
+    /// Trusted comment of a detached signature (default: timestamp and file name,
+    /// as minisign writes it). Ferry binaries always bind their metadata.
+    #[arg(long, short = 't')]
+    pub trusted_comment: Option<String>,
+    /// Password source.
+    #[command(flatten)]
+    pub password: PasswordArgs,
+}
+
+/// `ferry verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The file to check.
+    pub file: PathBuf,
+    /// Trusted public key: a key file or the base64 key itself. Repeat for
+    /// several trusted keys (key rotation).
+    #[arg(long = "pubkey", short = 'p', value_name = "KEY", required = true)]
+    pub pubkeys: Vec<String>,
+    /// Detached signature to check (default: embedded for a ferry binary,
+    /// FILE.minisig otherwise).
+    #[arg(long, short = 'x', value_name = "SIGFILE")]
+    pub signature: Option<PathBuf>,
+}
+
+/// `ferry inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The ferry binary.
+    pub file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also check the signature against these trusted keys.
+    #[arg(long = "pubkey", short = 'p', value_name = "KEY")]
+    pub pubkeys: Vec<String>,
+    /// Write the signed bytes to OUT and the embedded signature to OUT.minisig,
+    /// so `minisign -V -p KEY -m OUT` can check it by hand.
+    #[arg(long, value_name = "OUT")]
+    pub export_signed: Option<PathBuf>,
+}

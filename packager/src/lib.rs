@@ -1,0 +1,19 @@
+//! The `ferry` packager: keys, signing, checking and inspecting ferry binaries.
+//! `main.rs` only parses and reports; each subcommand lives in `commands/`.
+
+pub mod cli;
+pub mod commands;
+pub mod keyfile;
+pub mod report;
+
+use std::process::ExitCode;
+
+/// Runs one parsed command line.
+pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        cli::Command::Keygen(args) => commands::keygen::run(args),
+        cli::Command::Sign(args) => commands::sign::run(args),
+        cli::Command::Verify(args) => commands::verify::run(args),
+        cli::Command::Inspect(args) => commands::inspect::run(args),
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what ferry's demo and tests need on a fresh Debian 12 machine (as
+# root): Debian's minisign for signature interop, and the Rust components for
+# formatting and lints. Installs only what is missing, so reruns are quick.
+set -euo pipefail
+
+packages=(minisign)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "error: cargo is not installed; install Rust (rustup) first" >&2
+  exit 1
+fi
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
