@@ -178,6 +178,10 @@ impl Signature {
         if lines.any(|l| !l.trim().is_empty()) {
             return Err(bad("unexpected text after the global signature"));
         }
+        // A CR left inside a comment (after its line's CR LF ending) would not
+        // survive `to_text` and `parse` again: refuse it, as signing does.
+        one_line("untrusted comment", untrusted)?;
+        one_line("trusted comment", trusted)?;
         let sig_bytes = B64
             .decode(sig_line.trim())
             .map_err(|e| bad(&format!("signature line is not base64: {e}")))?;

@@ -34,6 +34,14 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Show what a ferry binary holds: metadata, sizes, signature state.
     Inspect(InspectArgs),
+    /// Build a Python project into one executable.
+    ///
+    /// Reads, in order of precedence: flags, `ferry.toml`, `[tool.ferry]` in
+    /// pyproject.toml, then the project's own metadata (`[project]`, setup.py,
+    /// requirements.txt, run.py). Without a project, `--with` requirement
+    /// specifiers and `--entry` freeze an application straight from PyPI.
+    /// The output (default `dist/<name>`) appears only when complete.
+    Build(BuildArgs),
 }
 
 /// Where the secret key's password comes from.
@@ -115,4 +123,49 @@ pub struct InspectArgs {
     /// so `minisign -V -p KEY -m OUT` can check it by hand.
     #[arg(long, value_name = "OUT")]
     pub export_signed: Option<PathBuf>,
+}
+
+/// `ferry build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Project directory (default: the current directory, unless only --with is given).
+    pub dir: Option<PathBuf>,
+    /// Output mode: `standalone` (interpreter included, the default), `system`
+    /// (uses the target's matching python3.X) or `pyz` (a zipapp).
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// Entry point: `module:function`, a console-script name, or a `.py` file.
+    #[arg(long, short = 'e')]
+    pub entry: Option<String>,
+    /// Application name (default: the project's).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Application version (default: the project's).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Interpreter to freeze and build with (default: `python3` on PATH).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    /// Requirements file (repeatable; default: the project's requirements.txt).
+    #[arg(long = "requirements", short = 'r', value_name = "FILE")]
+    pub requirements: Vec<PathBuf>,
+    /// Requirement specifier to install as well, e.g. `httpie==3.2.4` (repeatable).
+    #[arg(long = "with", value_name = "SPEC")]
+    pub with: Vec<String>,
+    /// Output file (default: `dist/<name>`, `dist/<name>.pyz` for pyz).
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Sign the output with this secret key (without it the output is unsigned).
+    #[arg(long, value_name = "SECRET_KEY")]
+    pub sign_key: Option<PathBuf>,
+    /// Launcher to put at the head of the binary (default: `ferry-launcher`
+    /// next to `ferry`; pass one built for the target's architecture).
+    #[arg(long, value_name = "PATH")]
+    pub launcher: Option<PathBuf>,
+    /// zstd level of the payload, 1-22 (default 12).
+    #[arg(long)]
+    pub compression_level: Option<i32>,
+    /// Password source for --sign-key.
+    #[command(flatten)]
+    pub password: PasswordArgs,
 }

@@ -1,9 +1,12 @@
 //! The `ferry` packager: keys, signing, checking and inspecting ferry binaries.
 //! `main.rs` only parses and reports; each subcommand lives in `commands/`.
 
+pub mod build;
 pub mod cli;
 pub mod commands;
 pub mod keyfile;
+pub mod process;
+pub mod python;
 pub mod report;
 
 use std::process::ExitCode;
@@ -15,5 +18,6 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Sign(args) => commands::sign::run(args),
         cli::Command::Verify(args) => commands::verify::run(args),
         cli::Command::Inspect(args) => commands::inspect::run(args),
+        cli::Command::Build(args) => build::run(args),
     }
 }

@@ -12,6 +12,8 @@
 mod elf;
 mod layout;
 mod metadata;
+#[cfg(test)]
+mod tests;
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
@@ -102,11 +104,19 @@ fn corrupt(msg: impl Into<String>) -> ContainerError {
 }
 
 /// Why there is no footer: truncated, stripped, or not ferry's at all.
+///
+/// Only an ELF file carrying the launcher marker is a damaged ferry binary: one
+/// exactly as long as its ELF headers describe is what `strip` leaves, any other
+/// length is a cut copy. An ELF file without the marker is some other program,
+/// possibly with data of its own appended (PyInstaller, AppImage).
 fn classify_missing_footer<R: Read + Seek>(r: &mut R, file_len: u64) -> ContainerError {
     match elf::elf_extent(r, file_len) {
-        Some(extent) if file_len > extent => ContainerError::Truncated,
         Some(extent) if elf::has_launcher_marker(r, extent.min(file_len)) => {
-            ContainerError::Stripped
+            if file_len == extent {
+                ContainerError::Stripped
+            } else {
+                ContainerError::Truncated
+            }
         }
         Some(_) => ContainerError::NotFerry("an executable without a ferry footer".into()),
         None => ContainerError::NotFerry("no ferry footer at the end of the file".into()),
@@ -167,7 +177,15 @@ impl Container {
             read_at(r, signed_len, &mut sig)?;
             let text = String::from_utf8(sig)
                 .map_err(|_| SignatureError::Malformed("embedded signature is not UTF-8".into()))?;
-            Some(Signature::parse(&text)?)
+            let sig = Signature::parse(&text)?;
+            // ferry and minisign write exactly this text; refusing any other
+            // spelling (CR LF, trailing blanks) leaves one byte form per signature.
+            if sig.to_text() != text {
+                return Err(corrupt(
+                    "the embedded signature is not in canonical minisign form",
+                ));
+            }
+            Some(sig)
         };
         Ok(Self {
             file_len,

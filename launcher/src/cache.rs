@@ -1,0 +1,267 @@
+//! One extraction per build, at `<root>/<name>/<build id>/`, made exactly once.
+//!
+//! Warm path: the directory exists; take its shared run lock and go (a stat,
+//! an open, a flock, two stats to confirm). Cold path: take the build's
+//! exclusive [`ExtractLock`], look again (another run may have just finished),
+//! remove partial trees left by killed runs, unpack into
+//! `.<build id>.partial-<pid>` (whose run lock is taken before anything can
+//! see it), then `rename(2)` it into place. A later run therefore never trusts
+//! a half-written tree, and concurrent first runs wait for one extraction.
+
+use std::ffi::OsString;
+use std::fs::{self, DirBuilder, File};
+use std::io::{self, Read};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::extract::{self, ExtractError};
+use crate::lock::{self, ExtractLock};
+use crate::trace;
+
+/// Name of the run-lock file at the top of every extraction.
+pub const RUN_LOCK_NAME: &str = ".ferry-lock";
+
+/// Why an extraction could not be made or used.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// A filesystem step failed.
+    #[error("cannot {what} `{path}`: {err}")]
+    Io {
+        /// The step, e.g. "create".
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        err: io::Error,
+    },
+    /// Unpacking failed; the partial tree was removed.
+    #[error("cannot unpack into `{dir}`: {err}")]
+    Extract {
+        /// The final directory.
+        dir: PathBuf,
+        /// Why.
+        err: ExtractError,
+    },
+    /// The tree vanished (pruned) every time it was about to be used.
+    #[error("the extraction `{0}` was removed by other runs each time it was about to be used; try again")]
+    Unstable(PathBuf),
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CacheError {
+    let path = path.to_owned();
+    move |err| CacheError::Io { what, path, err }
+}
+
+/// A ready extraction.
+#[derive(Debug)]
+pub struct Extraction {
+    /// `<root>/<name>/<build id>`.
+    pub dir: PathBuf,
+    /// The shared run lock on the tree, to keep across `exec`.
+    pub run_lock: File,
+    /// Whether this run unpacked it.
+    pub cold: bool,
+}
+
+/// `.<build id>.<tag>` names of the build's siblings.
+pub fn sibling(name_dir: &Path, build_id: &str, tag: &str) -> PathBuf {
+    name_dir.join(format!(".{build_id}.{tag}"))
+}
+
+/// Finds or makes the extraction of `build_id` under `name_dir`; `payload`
+/// opens the compressed payload when unpacking is needed.
+pub fn ensure<R: Read>(
+    name_dir: &Path,
+    build_id: &str,
+    mut payload: impl FnMut() -> io::Result<R>,
+) -> Result<Extraction, CacheError> {
+    let dir = name_dir.join(build_id);
+    let lock_path = dir.join(RUN_LOCK_NAME);
+    // A pruner can remove the tree between our look and our lock; then we
+    // make it again. Three times in a row means something keeps removing it.
+    for _ in 0..3 {
+        if dir.is_dir() {
+            if let Some(run_lock) =
+                lock::lock_run(&lock_path).map_err(io_err("lock", &lock_path))?
+            {
+                trace!("warm: `{}` is ready", dir.display());
+                return Ok(Extraction {
+                    dir,
+                    run_lock,
+                    cold: false,
+                });
+            }
+            trace!("`{}` was pruned while we looked", dir.display());
+            continue;
+        }
+        if let Some(run_lock) = extract_once(name_dir, build_id, &dir, &mut payload)? {
+            return Ok(Extraction {
+                dir,
+                run_lock,
+                cold: true,
+            });
+        }
+    }
+    Err(CacheError::Unstable(dir))
+}
+
+/// The cold path; `None` when another run finished the tree while we waited.
+fn extract_once<R: Read>(
+    name_dir: &Path,
+    build_id: &str,
+    dir: &Path,
+    payload: &mut impl FnMut() -> io::Result<R>,
+) -> Result<Option<File>, CacheError> {
+    match DirBuilder::new().mode(0o700).create(name_dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err("create", name_dir)(e)),
+    }
+    let lock_path = sibling(name_dir, build_id, "lock");
+    let waited = Instant::now();
+    let guard = ExtractLock::acquire(&lock_path).map_err(io_err("lock", &lock_path))?;
+    trace!(
+        "cold: holding `{}` (waited {}us)",
+        lock_path.display(),
+        waited.elapsed().as_micros()
+    );
+    if dir.is_dir() {
+        trace!("another run finished `{}` meanwhile", dir.display());
+        return Ok(None);
+    }
+    remove_partials(name_dir, build_id);
+    let partial = sibling(
+        name_dir,
+        build_id,
+        &format!("partial-{}", std::process::id()),
+    );
+    DirBuilder::new()
+        .mode(0o700)
+        .create(&partial)
+        .map_err(io_err("create", &partial))?;
+    let result = fill(&partial, dir, payload).and_then(|run_lock| {
+        fs::rename(&partial, dir).map_err(io_err("rename into place", &partial))?;
+        Ok(run_lock)
+    });
+    if result.is_err() {
+        // Best effort: under our lock nobody else uses it; a leftover is
+        // removed by the next run anyway.
+        let _ = fs::remove_dir_all(&partial);
+    }
+    let run_lock = result?;
+    drop(guard);
+    Ok(Some(run_lock))
+}
+
+/// Takes the new tree's run lock, then unpacks the payload into it (errors
+/// name `dir`, the tree's final place: the partial one is removed).
+fn fill<R: Read>(
+    partial: &Path,
+    dir: &Path,
+    payload: &mut impl FnMut() -> io::Result<R>,
+) -> Result<File, CacheError> {
+    let lock_path = partial.join(RUN_LOCK_NAME);
+    let run_lock = lock::create_run_lock(&lock_path).map_err(io_err("create", &lock_path))?;
+    let started = Instant::now();
+    let failed = |err| CacheError::Extract {
+        dir: dir.to_owned(),
+        err,
+    };
+    let reader = payload().map_err(|e| failed(ExtractError::Read(e)))?;
+    let summary = extract::unpack_zstd(reader, partial).map_err(failed)?;
+    trace!(
+        "unpacked {} entries, {} bytes in {}us",
+        summary.entries,
+        summary.bytes,
+        started.elapsed().as_micros()
+    );
+    Ok(run_lock)
+}
+
+/// Removes `.<build id>.partial-*` trees. Only call while holding the build's
+/// extract lock: then every one of them is a killed run's leftover.
+pub fn remove_partials(name_dir: &Path, build_id: &str) {
+    let prefix: OsString = format!(".{build_id}.partial-").into();
+    let Ok(entries) = fs::read_dir(name_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name
+            .as_encoded_bytes()
+            .starts_with(prefix.as_encoded_bytes())
+        {
+            trace!("removing leftover `{}`", entry.path().display());
+            // Best effort: a tree we cannot remove is only wasted space.
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, path, *data).unwrap();
+        }
+        zstd::stream::encode_all(&b.into_inner().unwrap()[..], 1).unwrap()
+    }
+
+    const ID: &str = "abababababababababababababababababababababababababababababababab";
+
+    #[test]
+    fn cold_then_warm() {
+        let tmp = tempfile::tempdir().unwrap();
+        let name_dir = tmp.path().join("app");
+        let bytes = payload(&[("ferry/entry.py", b"x")]);
+        let mut opened = 0;
+        let first = ensure(&name_dir, ID, || {
+            opened += 1;
+            Ok(&bytes[..])
+        })
+        .unwrap();
+        assert!(first.cold);
+        assert!(first.dir.join("ferry/entry.py").is_file());
+        assert!(first.dir.join(RUN_LOCK_NAME).is_file());
+        let second = ensure(&name_dir, ID, || -> io::Result<&[u8]> {
+            panic!("warm path must not read the payload")
+        })
+        .unwrap();
+        assert!(!second.cold);
+        assert_eq!(opened, 1);
+        let names: Vec<_> = fs::read_dir(&name_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [ID], "no lock or partial left beside it");
+    }
+
+    #[test]
+    fn leftover_partial_is_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let name_dir = tmp.path().join("app");
+        let stale = sibling(&name_dir, ID, "partial-999999");
+        fs::create_dir_all(stale.join("ferry")).unwrap();
+        fs::write(stale.join("ferry/entry.py"), b"half").unwrap();
+        let bytes = payload(&[("ferry/entry.py", b"whole")]);
+        let ex = ensure(&name_dir, ID, || Ok(&bytes[..])).unwrap();
+        assert_eq!(fs::read(ex.dir.join("ferry/entry.py")).unwrap(), b"whole");
+        assert!(!stale.exists());
+    }
+
+    #[test]
+    fn failed_unpack_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let name_dir = tmp.path().join("app");
+        let err = ensure(&name_dir, ID, || Ok(&b"garbage"[..])).unwrap_err();
+        assert!(matches!(err, CacheError::Extract { .. }), "{err}");
+        assert_eq!(fs::read_dir(&name_dir).unwrap().count(), 0);
+    }
+}

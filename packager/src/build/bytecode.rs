@@ -1,0 +1,48 @@
+//! Precompiling bytecode at build time with hash-based, unchecked `.pyc` files:
+//! they stay valid after extraction (no source timestamps to compare) and spare
+//! the device both compiling at start and writing `__pycache__` (read-only
+//! devices, `PYTHONDONTWRITEBYTECODE`). Paths inside are made bundle-relative so
+//! two builds give identical bytes.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::process;
+use crate::python::Interpreter;
+
+/// Compiles every `.py` under `dirs` (relative to `bundle`).
+pub fn compile(interp: &Interpreter, bundle: &Path, dirs: &[&str]) -> Result<()> {
+    let mut cmd = Command::new(&interp.invoked);
+    cmd.args([
+        "-I",
+        "-m",
+        "compileall",
+        "-q",
+        "-j",
+        "0",
+        "--invalidation-mode",
+        "unchecked-hash",
+        "-s",
+    ])
+    .arg(bundle)
+    .args(["-p", "/"]);
+    let mut any = false;
+    for d in dirs {
+        let p = bundle.join(d);
+        if p.exists() {
+            cmd.arg(p);
+            any = true;
+        }
+    }
+    if !any {
+        return Ok(());
+    }
+    if let Err(e) = process::run(&mut cmd) {
+        // Some packages ship files that are not valid Python (templates, Python 2
+        // leftovers): those stay uncompiled, as pip leaves them too.
+        eprintln!("ferry: note: some files were not precompiled: {e:#}");
+    }
+    Ok(())
+}

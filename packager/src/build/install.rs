@@ -1,0 +1,111 @@
+//! Installing requirements and the project into the bundle's site-packages,
+//! with uv when it is on PATH (much faster) and pip otherwise. Both install
+//! into an empty `--target`, isolated from the build interpreter's own packages.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::process;
+use crate::python::Interpreter;
+
+/// What to install.
+pub struct InstallPlan<'a> {
+    /// Requirements files.
+    pub requirement_files: &'a [PathBuf],
+    /// The project directory, when it is installable.
+    pub project: Option<&'a Path>,
+    /// Extra requirement specifiers.
+    pub specs: &'a [String],
+}
+
+impl InstallPlan<'_> {
+    fn is_empty(&self) -> bool {
+        self.requirement_files.is_empty() && self.project.is_none() && self.specs.is_empty()
+    }
+}
+
+/// Which installer runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installer {
+    /// `uv pip install`.
+    Uv,
+    /// `python -m pip install`.
+    Pip,
+}
+
+/// Picks the installer: `$FERRY_INSTALLER` (`uv` or `pip`), else uv if on PATH.
+pub fn choose(interp: &Interpreter) -> Result<Installer> {
+    match std::env::var("FERRY_INSTALLER").ok().as_deref() {
+        Some("uv") => return Ok(Installer::Uv),
+        Some("pip") => return Ok(Installer::Pip),
+        Some(other) => bail!("FERRY_INSTALLER is `{other}`; use `uv` or `pip`"),
+        None => {}
+    }
+    if process::find_on_path("uv").is_some() {
+        return Ok(Installer::Uv);
+    }
+    if !interp.has_pip {
+        bail!(
+            "`{}` has no pip and uv is not on PATH\nhint: install pip for that interpreter (`python3 -m ensurepip`) or install uv",
+            interp.invoked.display()
+        );
+    }
+    Ok(Installer::Pip)
+}
+
+/// Installs everything in `plan` into `site`.
+pub fn install(
+    interp: &Interpreter,
+    installer: Installer,
+    site: &Path,
+    plan: &InstallPlan<'_>,
+) -> Result<()> {
+    std::fs::create_dir_all(site)?;
+    if plan.is_empty() {
+        return Ok(());
+    }
+    let mut cmd = match installer {
+        Installer::Uv => {
+            let mut c = Command::new("uv");
+            c.args(["pip", "install", "--no-progress", "--python"])
+                .arg(&interp.invoked);
+            c
+        }
+        Installer::Pip => {
+            let mut c = Command::new(&interp.invoked);
+            c.args([
+                "-I",
+                "-m",
+                "pip",
+                "install",
+                "--no-compile",
+                "--no-warn-script-location",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--progress-bar",
+                "off",
+            ]);
+            c
+        }
+    };
+    cmd.arg("--target").arg(site);
+    for r in plan.requirement_files {
+        cmd.arg("-r").arg(r);
+    }
+    if let Some(p) = plan.project {
+        cmd.arg(p);
+    }
+    cmd.args(plan.specs);
+    cmd.env("PIP_NO_INPUT", "1");
+    process::run(&mut cmd).context(
+        "cannot install the requirements\nhint: check the requirement names and versions (the installer's output is above)",
+    )?;
+    // Console-script wrappers point at the build interpreter: useless in the bundle.
+    let bin = site.join("bin");
+    if bin.is_dir() {
+        std::fs::remove_dir_all(&bin)?;
+    }
+    Ok(())
+}

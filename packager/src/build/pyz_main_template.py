@@ -1,0 +1,76 @@
+# Made by ferry: runs __FERRY_NAME__ from this zipapp (python3 __FERRY_NAME__.pyz ...).
+import os
+import sys
+
+_entry = __FERRY_ENTRY__
+_python = __FERRY_PYTHON__
+_native = __FERRY_NATIVE__
+_build = "__FERRY_BUILD__"
+
+
+def _cache_root():
+    for var in ("FERRY_CACHE_DIR", "CACHE_DIRECTORY"):
+        if os.environ.get(var):
+            return os.environ[var].split(":")[0]
+    if os.environ.get("XDG_CACHE_HOME"):
+        return os.path.join(os.environ["XDG_CACHE_HOME"], "ferry")
+    if os.environ.get("HOME"):
+        return os.path.join(os.environ["HOME"], ".cache", "ferry")
+    return "/var/cache/ferry"
+
+
+def _extract(archive):
+    # Native extension modules cannot load from a zip: unpack once per build,
+    # into a temporary sibling renamed into place.
+    import tempfile
+    import zipfile
+
+    base = os.path.join(_cache_root(), "__FERRY_NAME__")
+    dest = os.path.join(base, _build)
+    if os.path.isdir(dest):
+        return dest
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="." + _build + ".partial-", dir=base)
+    with zipfile.ZipFile(archive) as z:
+        for info in z.infolist():
+            name = info.filename
+            if name.startswith("/") or ".." in name.split("/"):
+                sys.exit("ferry: refusing unsafe entry %r in %s" % (name, archive))
+            if name.startswith("site-packages/") or name.startswith("ferry/"):
+                z.extract(info, tmp)
+    try:
+        os.rename(tmp, dest)
+    except OSError:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def _main():
+    if tuple(sys.version_info[:2]) != tuple(_python):
+        sys.stderr.write(
+            "ferry: __FERRY_NAME__ was built for Python %d.%d but runs on %d.%d\n"
+            % (tuple(_python) + tuple(sys.version_info[:2]))
+        )
+        sys.exit(78)
+    archive = os.path.abspath(sys.argv[0])
+    root = _extract(archive) if _native else archive
+    sys.path.insert(0, os.path.join(root, "site-packages"))
+    if _native:
+        import site
+
+        site.addsitedir(os.path.join(root, "site-packages"))
+    if _entry["kind"] == "script":
+        import runpy
+
+        return runpy.run_path(os.path.join(root, _entry["path"]), run_name="__main__") and None
+    import importlib
+
+    target = importlib.import_module(_entry["module"])
+    for part in _entry["attr"].split("."):
+        target = getattr(target, part)
+    return target()
+
+
+sys.exit(_main())

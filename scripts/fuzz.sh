@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Fuzzes ferry-format: runs each target of format/fuzz for SECONDS (default 60),
+# one after another, and prints how many inputs each executed.
+#
+#   scripts/fuzz.sh [SECONDS]
+#
+# Needs the nightly toolchain and cargo-fuzz (installed here if missing). Not
+# part of CI: CI stays on stable. Seeds (containers signed by the fuzzing key in
+# format/fuzz/fuzz_key.pub, keys, signatures, metadata) are written into
+# format/fuzz/corpus/<target>/ first; crashes land in format/fuzz/artifacts/.
+set -euo pipefail
+secs="${1:-60}"
+[[ "$secs" =~ ^[0-9]+$ ]] || { echo "usage: $0 [SECONDS]" >&2; exit 2; }
+cd "$(dirname "$0")/.."
+root="$PWD"
+targets=(container signature public_key secret_key metadata)
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked
+fi
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  echo "fuzz.sh: the nightly toolchain is needed (rustup toolchain install nightly)" >&2
+  exit 1
+fi
+
+FERRY_FUZZ_SEEDS="$root/format/fuzz/corpus" \
+  cargo test -q -p ferry-format --test fuzz_seeds >/dev/null
+
+cd format/fuzz
+cargo +nightly fuzz build
+logs="$(mktemp -d)"
+failed=()
+summary=()
+for t in "${targets[@]}"; do
+  echo "== $t: ${secs}s" >&2
+  if cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -print_final_stats=1 \
+    >"$logs/$t.log" 2>&1; then
+    status=ok
+  else
+    status=FAILED
+    failed+=("$t")
+    tail -n 40 "$logs/$t.log" >&2
+  fi
+  execs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$logs/$t.log" | grep -o '[0-9]*$' | tail -n 1)"
+  cov="$(grep -o 'cov: [0-9]*' "$logs/$t.log" | tail -n 1 | grep -o '[0-9]*$')"
+  summary+=("$(printf '%-12s %-6s execs=%s cov=%s' "$t" "$status" "${execs:-?}" "${cov:-?}")")
+done
+echo "fuzz results (${secs}s per target; logs in $logs):"
+printf '  %s\n' "${summary[@]}"
+if ((${#failed[@]})); then
+  echo "crashes in: ${failed[*]} (inputs in format/fuzz/artifacts/)" >&2
+  exit 1
+fi

@@ -1,0 +1,383 @@
+//! `ferry build` end to end: real Python projects built with the real
+//! interpreter and pip, run with every Python hidden and inside a minimal Debian
+//! root that has no Python and no libssl.
+
+mod common;
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{assert_no_output, ferry_build, text};
+use ferry_tests::{examples, hidden_python, rootfs, server};
+
+fn cache_env(dir: &std::path::Path) -> (&'static str, String) {
+    ("FERRY_CACHE_DIR", dir.to_str().unwrap().to_owned())
+}
+
+#[test]
+fn standalone_binary_runs_with_every_python_hidden() {
+    let bin = common::simple_api();
+    let cache = tempfile::tempdir().unwrap();
+    let (k, v) = cache_env(cache.path());
+    let run = |args: &[&str], stdin: &[u8]| {
+        let mut cmd = hidden_python::command(&bin).unwrap();
+        let mut child = cmd
+            .args(args)
+            .env(k, &v)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = run(&["--version"], b"");
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("simple_api {}", examples::SIMPLE_API_VERSION)
+    );
+
+    // Arguments, stdin and exit codes pass through untouched.
+    let o = run(&["--echo-args", "two words", "ünï", "--", "-x"], b"");
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        r#"["--echo-args", "two words", "\u00fcn\u00ef", "--", "-x"]"#
+    );
+    let o = run(&["--cat"], b"line one\nline two\x00\xff");
+    assert_eq!(o.stdout, b"line one\nline two\x00\xff", "{}", text(&o));
+    let o = run(&["--exit", "7"], b"");
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+
+    // Nothing ferry did leaks into the app's own subprocesses, and they work.
+    let o = run(&["--env-probe"], b"");
+    assert!(o.status.success(), "{}", text(&o));
+    let probe: serde_probe::Probe = serde_probe::parse(&o.stdout);
+    assert!(
+        probe.child_ok,
+        "a subprocess of sys.executable failed: {}",
+        text(&o)
+    );
+    assert!(
+        !probe.child_env_has_ferry,
+        "ferry leaked variables into subprocesses: {}",
+        text(&o)
+    );
+    assert!(
+        probe.clean,
+        "PYTHONHOME/LD_LIBRARY_PATH/PYTHONPATH were set: {}",
+        text(&o)
+    );
+
+    // Serving: /health answers, the server has the PID the launcher started
+    // with, and SIGTERM ends it by that signal.
+    let port = server::free_port().unwrap();
+    let mut child = hidden_python::command(&bin)
+        .unwrap()
+        .env(k, &v)
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let (status, _) = server::wait_http_while(
+        &format!("{base}/health"),
+        Duration::from_secs(60),
+        &mut child,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let (_, body) = server::get(&format!("{base}/pid")).unwrap();
+    assert!(
+        body.contains(&format!("\"pid\":{}", child.id()))
+            || body.contains(&format!("\"pid\": {}", child.id())),
+        "{body} vs {}",
+        child.id()
+    );
+    let (_, body) = server::get(&format!("{base}/ssl")).unwrap();
+    assert!(body.contains("OpenSSL"), "{body}");
+    unsafe_kill(child.id(), 15);
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt as _;
+    assert_eq!(status.signal(), Some(15), "{status:?}");
+}
+
+fn unsafe_kill(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a child this test owns; no memory is involved.
+    let rc = unsafe { libc::kill(pid as i32, sig) };
+    assert_eq!(rc, 0);
+}
+
+/// `--env-probe`'s JSON, read without a JSON crate.
+mod serde_probe {
+    pub struct Probe {
+        pub child_ok: bool,
+        pub child_env_has_ferry: bool,
+        pub clean: bool,
+    }
+
+    pub fn parse(bytes: &[u8]) -> Probe {
+        let s = String::from_utf8_lossy(bytes);
+        let flag = |k: &str| s.contains(&format!("\"{k}\": true"));
+        Probe {
+            child_ok: flag("child_ok"),
+            child_env_has_ferry: flag("child_env_has_ferry"),
+            clean: ["PYTHONHOME", "LD_LIBRARY_PATH", "PYTHONPATH"]
+                .iter()
+                .all(|k| s.contains(&format!("\"{k}\": null"))),
+        }
+    }
+}
+
+#[test]
+fn standalone_binary_runs_in_minimal_debian_without_python() {
+    let bin = common::simple_api();
+    let root = rootfs::minimal_debian().unwrap();
+    let o = rootfs::run_in(&root, &bin, &["--version"], &[]).unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(examples::SIMPLE_API_VERSION));
+    let port = server::free_port().unwrap();
+    let mut served = rootfs::spawn_in(&root, &bin, &[], &[("PORT", &port.to_string())]).unwrap();
+    let (status, _) = served
+        .wait_http(
+            &format!("http://127.0.0.1:{port}/health"),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    assert_eq!(status, 200, "{}", served.stderr());
+    let (_, body) = server::get(&format!("http://127.0.0.1:{port}/ssl")).unwrap();
+    assert!(
+        body.contains("OpenSSL"),
+        "bundled libssl did not load: {body}"
+    );
+}
+
+#[test]
+fn two_builds_of_the_same_inputs_are_byte_identical() {
+    let out = tempfile::tempdir().unwrap();
+    let project = examples::simple_api();
+    for name in ["one", "two"] {
+        let o = ferry_build(out.path(), &[project.to_str().unwrap(), "-o", name]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let one = std::fs::read(out.path().join("one")).unwrap();
+    let two = std::fs::read(out.path().join("two")).unwrap();
+    assert!(
+        one == two,
+        "two builds differ ({} and {} bytes)",
+        one.len(),
+        two.len()
+    );
+}
+
+#[test]
+fn eight_simultaneous_first_runs_share_one_extraction() {
+    let bin = common::simple_api();
+    let cache = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            Command::new(&bin)
+                .arg("--version")
+                .env("FERRY_CACHE_DIR", cache.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let app_dir = cache.path().join("simple_api");
+    let entries: Vec<String> = std::fs::read_dir(&app_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') || n.contains("partial"))
+        .collect();
+    assert_eq!(
+        entries.len(),
+        1,
+        "expected one extraction, found {entries:?}"
+    );
+}
+
+#[test]
+fn c_addon_library_is_built_bundled_and_loaded_in_minimal_debian() {
+    let bin = common::built(&examples::c_addon(), &[], "c_addon").unwrap();
+    let root = rootfs::minimal_debian().unwrap();
+    let o = rootfs::run_in(&root, &bin, &[], &[]).unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("hello from libgreet") && out.contains('5'),
+        "{out}"
+    );
+}
+
+/// A copy of the c_addon example whose ferry.toml is edited by `edit`.
+fn c_addon_copy(edit: impl Fn(String) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(examples::c_addon())
+        .arg(dir.path().join("p"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let cfg = dir.path().join("p/ferry.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, edit(text)).unwrap();
+    dir
+}
+
+#[test]
+fn addon_with_wrong_checksum_or_failing_step_stops_the_build() {
+    let wrong_sum = c_addon_copy(|t| {
+        let start = t.find("sha256 = \"").unwrap() + 10;
+        format!("{}{}{}", &t[..start], "0".repeat(64), &t[start + 64..])
+    });
+    let p = wrong_sum.path().join("p");
+    let o = ferry_build(&p, &[]);
+    assert!(!o.status.success());
+    let msg = text(&o);
+    assert!(
+        msg.contains("sha256") && msg.contains("[build.libgreet]"),
+        "{msg}"
+    );
+    assert_no_output(&p.join("dist"));
+
+    let failing = c_addon_copy(|t| {
+        t.replace(
+            "make -C libgreet-1.0",
+            "make -C libgreet-1.0 && echo step-output-marker && false",
+        )
+    });
+    let p = failing.path().join("p");
+    let o = ferry_build(&p, &[]);
+    assert!(!o.status.success());
+    let msg = text(&o);
+    assert!(
+        msg.contains("make step 2") && msg.contains("step-output-marker"),
+        "{msg}"
+    );
+    assert_no_output(&p.join("dist"));
+}
+
+#[test]
+fn pyz_runs_with_python_and_system_mode_uses_the_matching_interpreter() {
+    let pyz = common::built(
+        &examples::simple_api(),
+        &["--mode", "pyz"],
+        "simple_api.pyz",
+    )
+    .unwrap();
+    let o = Command::new("python3")
+        .arg(&pyz)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(examples::SIMPLE_API_VERSION));
+
+    let sys_bin =
+        common::built(&examples::simple_api(), &["--mode", "system"], "simple_api").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    // Debian's own python3.11 (not the build interpreter) runs it.
+    let o = Command::new(&sys_bin)
+        .arg("--version")
+        .env("PATH", "/usr/bin:/bin")
+        .env("FERRY_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    // Where no python3.11 exists, it says so plainly.
+    let root = rootfs::minimal_debian().unwrap();
+    let o = rootfs::run_in(&root, &sys_bin, &["--version"], &[]).unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("python3.11"), "{}", text(&o));
+}
+
+#[test]
+fn each_bad_input_gets_one_clear_error_and_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let project = |name: &str, pyproject: &str, extra: &[(&str, &str)]| {
+        let d = p.join(name);
+        std::fs::create_dir_all(d.join("pkg")).unwrap();
+        std::fs::write(d.join("pyproject.toml"), pyproject).unwrap();
+        std::fs::write(d.join("pkg/__init__.py"), "def main():\n    print('hi')\n").unwrap();
+        for (f, t) in extra {
+            std::fs::write(d.join(f), t).unwrap();
+        }
+        d
+    };
+    let base = "[build-system]\nrequires = [\"setuptools\"]\nbuild-backend = \"setuptools.build_meta\"\n[project]\nname = \"pkg\"\nversion = \"1.0\"\n";
+    let cases: Vec<(std::path::PathBuf, Vec<&str>, &[&str])> = vec![
+        (
+            project("no_entry", base, &[]),
+            vec![],
+            &["no entry point", "hint:"],
+        ),
+        (
+            project("missing_req", base, &[]),
+            vec!["--requirements", "nope.txt", "--entry", "pkg:main"],
+            &["nope.txt", "does not exist"],
+        ),
+        (
+            project(
+                "bad_req",
+                base,
+                &[("requirements.txt", "ferry-no-such-package-xyz==9.9.9\n")],
+            ),
+            vec!["--entry", "pkg:main"],
+            &[
+                "cannot install the requirements",
+                "ferry-no-such-package-xyz",
+            ],
+        ),
+        (
+            project(
+                "unknown_key",
+                base,
+                &[("ferry.toml", "entry = \"pkg:main\"\nnmae = \"x\"\n")],
+            ),
+            vec![],
+            &["ferry.toml", "nmae"],
+        ),
+        (
+            project("bad_python", base, &[]),
+            vec!["--python", "/nonexistent/python3", "--entry", "pkg:main"],
+            &["/nonexistent/python3", "--python"],
+        ),
+    ];
+    for (dir, args, needles) in cases {
+        let o = ferry_build(&dir, &args);
+        let msg = text(&o);
+        assert!(
+            !o.status.success(),
+            "{}: build succeeded\n{msg}",
+            dir.display()
+        );
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            stderr.matches("error:").count(),
+            1,
+            "{}: want exactly one error\n{msg}",
+            dir.display()
+        );
+        for n in needles {
+            assert!(
+                msg.contains(n),
+                "{}: error lacks `{n}`\n{msg}",
+                dir.display()
+            );
+        }
+        assert_no_output(&dir.join("dist"));
+    }
+}

@@ -1,0 +1,140 @@
+//! What the end-to-end tests share: the workspace's own programs, and builds of
+//! the examples made once per test run (nextest runs every test in its own
+//! process, so the cache is on disk, keyed by the programs' and the example's
+//! bytes, and built under a file lock).
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anyhow::{bail, Context as _, Result};
+use sha2::{Digest as _, Sha256};
+
+/// `target/<profile>/`, where cargo put this workspace's programs.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test executable in target/<profile>/deps")
+        .to_path_buf()
+}
+
+fn program(name: &str) -> PathBuf {
+    let p = target_dir().join(name);
+    assert!(
+        p.is_file(),
+        "`{}` is missing: build the workspace's programs first (`cargo build --workspace --bins`; scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// The `ferry` packager.
+pub fn ferry() -> PathBuf {
+    program("ferry")
+}
+
+/// The `ferry-launcher` stub.
+pub fn launcher() -> PathBuf {
+    program("ferry-launcher")
+}
+
+/// `ferry build` with `args`, run in `cwd`, with a fixed `SOURCE_DATE_EPOCH`.
+pub fn ferry_build(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(ferry())
+        .current_dir(cwd)
+        .arg("build")
+        .args(args)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env_remove("FERRY_KEY_PASSWORD")
+        .output()
+        .expect("run ferry build")
+}
+
+/// Output as text for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn hash_tree(h: &mut Sha256, dir: &Path) -> Result<()> {
+    let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name();
+        let s = name.to_string_lossy();
+        if s == "dist" || s == "build" || s.ends_with(".egg-info") || s == "__pycache__" {
+            continue;
+        }
+        h.update(s.as_bytes());
+        if e.file_type()?.is_dir() {
+            hash_tree(h, &e.path())?;
+        } else {
+            let mut bytes = Vec::new();
+            fs::File::open(e.path())?.read_to_end(&mut bytes)?;
+            h.update(&bytes);
+        }
+    }
+    Ok(())
+}
+
+/// Builds `project` with `args` once per distinct (programs, project, args)
+/// and returns the binary. The key covers the programs' bytes, so a rebuilt
+/// ferry never reuses an old binary.
+pub fn built(project: &Path, args: &[&str], file_name: &str) -> Result<PathBuf> {
+    let mut h = Sha256::new();
+    for p in [ferry(), launcher()] {
+        h.update(fs::read(&p)?);
+    }
+    hash_tree(&mut h, project)?;
+    for a in args {
+        h.update(a.as_bytes());
+        h.update([0]);
+    }
+    let key = hex::encode(h.finalize());
+    let dir = ferry_tests::cache_dir().join("builds");
+    fs::create_dir_all(&dir)?;
+    let _lock = ferry_tests::lock::FileLock::exclusive(&dir.join(format!(".{}.lock", &key[..16])))?;
+    let out = dir.join(&key[..16]).join(file_name);
+    if out.is_file() {
+        return Ok(out);
+    }
+    let mut full: Vec<&str> = vec![project.to_str().context("UTF-8 project path")?];
+    full.extend_from_slice(args);
+    let out_s = out.to_str().context("UTF-8 output path")?.to_owned();
+    full.extend_from_slice(&["-o", &out_s]);
+    let o = ferry_build(&dir, &full);
+    if !o.status.success() {
+        bail!("building `{}` failed:\n{}", project.display(), text(&o));
+    }
+    Ok(out)
+}
+
+/// `examples/simple_api`, standalone.
+pub fn simple_api() -> PathBuf {
+    built(&ferry_tests::examples::simple_api(), &[], "simple_api").expect("build simple_api")
+}
+
+/// A directory that must stay without output after a failed build.
+pub fn assert_no_output(dir: &Path) {
+    if !dir.exists() {
+        return;
+    }
+    let left: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "`{}` holds {left:?} after a failed build",
+        dir.display()
+    );
+}
