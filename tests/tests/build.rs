@@ -296,6 +296,34 @@ fn pyz_runs_with_python_and_system_mode_uses_the_matching_interpreter() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
+    // A mismatching interpreter is refused by the bootstrap: run the extracted
+    // bootstrap as if the binary had been built for another minor version.
+    let o = Command::new(&sys_bin)
+        .env("FERRY_EXTRACT_ONLY", "1")
+        .env("FERRY_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    let entry = std::path::Path::new(&dir).join("ferry/entry.py");
+    let original = std::fs::read_to_string(&entry).unwrap();
+    assert!(original.contains("_python = [3,11]"), "{original}");
+    let other = original.replace("_python = [3,11]", "_python = [3,99]");
+    let other_entry = cache.path().join("entry-3.99.py");
+    std::fs::write(&other_entry, other).unwrap();
+    let o = Command::new("/usr/bin/python3.11")
+        .arg("-I")
+        .arg(&other_entry)
+        .arg("app")
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(78), "{}", text(&o));
+    assert!(
+        text(&o).contains("built for Python 3.99 but runs on 3.11"),
+        "{}",
+        text(&o)
+    );
     // Where no python3.11 exists, it says so plainly.
     let root = rootfs::minimal_debian().unwrap();
     let o = rootfs::run_in(&root, &sys_bin, &["--version"], &[]).unwrap();

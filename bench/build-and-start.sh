@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Build-and-start benchmark: packages examples/simple_api (a Flask app) with
+# ferry (standalone), shiv, pex (zipapp and --venv) and PyInstaller --onefile,
+# all from the same local wheels, then measures in ONE run: build time, file
+# size, cold and warm `APP --version` start, peak RSS and cache footprint, with
+# every start figure also as a ratio to a plain venv baseline
+# (`venv/bin/python -c "import flask, requests"`). See docs/benchmarks.md.
+#
+# Usage (Debian 12, as root, Rust installed):  bench/build-and-start.sh
+# Settings (environment):
+#   BENCH_WORK        work directory, wiped and recreated (default /tmp/ferry-bench)
+#   BENCH_COLD_RUNS   cold-start runs per tool (default 10)
+#   BENCH_WARM_RUNS   warm-start runs per tool (default 20)
+# Results: printed, and written to $BENCH_WORK/results.{md,json}.
+set -euo pipefail
+
+repo=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+work=${BENCH_WORK:-/tmp/ferry-bench}
+n_cold=${BENCH_COLD_RUNS:-10}
+n_warm=${BENCH_WARM_RUNS:-20}
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+case "$work" in
+  /*) ;;
+  *) die "BENCH_WORK must be an absolute path, got '$work'" ;;
+esac
+# Wipe only a directory this script made (it leaves a marker file).
+if [[ -e "$work" ]]; then
+  [[ -f "$work/.ferry-bench" ]] || die "$work exists and was not made by this script; remove it or set BENCH_WORK"
+  rm -rf -- "$work"
+fi
+mkdir -p "$work"
+touch "$work/.ferry-bench"
+
+# --- prerequisites ----------------------------------------------------------
+command -v cargo >/dev/null || die "cargo is not installed; install Rust (rustup) first"
+command -v python3 >/dev/null || die "python3 is not on PATH"
+missing=()
+command -v patchelf >/dev/null || missing+=(patchelf)
+command -v strip >/dev/null || missing+=(binutils)
+[[ -x /usr/bin/time ]] || missing+=(time)
+# Debian's own python3 needs python3-venv for `python3 -m venv`.
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+if ((${#missing[@]})); then
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+log "building ferry (release)"
+(cd "$repo" && cargo build --release -p ferry -p ferry-launcher)
+ferry=$repo/target/release/ferry
+
+# A copy of the example, so the build does not write build/ and *.egg-info into
+# the repository (and cannot race a test building the same directory).
+src=$work/src/simple_api
+mkdir -p "$work/src"
+cp -r "$repo/examples/simple_api" "$src"
+rm -rf "$src/build" "$src"/*.egg-info
+
+log "installing shiv and pex (tools venv) and PyInstaller (its own venv) from PyPI"
+python3 -m venv "$work/tools"
+"$work/tools/bin/python" -m pip install -q shiv pex
+python3 -m venv "$work/pyi-venv"
+"$work/pyi-venv/bin/python" -m pip install -q pyinstaller
+
+log "building the wheels once (downloads happen here, outside every timed build)"
+# setuptools too: ferry installs the project directory itself, and pip's
+# isolated build of it needs setuptools from the local wheels when offline.
+"$work/tools/bin/python" -m pip wheel -q -w "$work/wheels" \
+  -r "$src/requirements.txt" "$src" setuptools
+wheels=$work/wheels
+
+log "baseline venv and the plain runtime venv the zipapps run on"
+python3 -m venv "$work/baseline"
+"$work/baseline/bin/python" -m pip install -q --no-index --find-links "$wheels" simple_api
+# shiv and pex output needs a Python at run time: a clean venv of the same
+# interpreter (not the pyenv shim, which is a shell script, and not the base
+# interpreter, whose site-packages would be scanned at every start).
+python3 -m venv --without-pip "$work/runtime"
+runtime_py=$work/runtime/bin/python3
+
+# --- timed builds -----------------------------------------------------------
+out=$work/out
+mkdir -p "$out" "$work/logs"
+printf '# key\tlabel\tstatus\tbuild_s\tpath\tcache_var\tnote\n' >"$work/builds.tsv"
+record() { # key label status build_s path cache_var note
+  local IFS=$'\t'
+  printf '%s\n' "$*" >>"$work/builds.tsv"
+}
+# timed KEY CMD...: runs CMD with its output in logs/KEY.log; sets $secs (wall
+# seconds) and returns CMD's status.
+secs=0
+timed() {
+  local key=$1 t0 t1 rc=0
+  shift
+  t0=$(date +%s%N)
+  "$@" >"$work/logs/$key.log" 2>&1 || rc=$?
+  t1=$(date +%s%N)
+  secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
+  return "$rc"
+}
+why() { # the last lines of a log, on one line
+  grep -v '^[[:space:]]*$' "$work/logs/$1.log" | tail -n 3 | tr '\t\n' '  ' | cut -c1-300
+}
+build() { # key label cache_var artifact CMD...
+  local key=$1 label=$2 cache_var=$3 artifact=$4
+  shift 4
+  log "build: $label"
+  if timed "$key" "$@" && [[ -f "$artifact" ]]; then
+    log "  ${secs}s, $(stat -c %s "$artifact") bytes"
+    record "$key" "$label" ok "$secs" "$artifact" "$cache_var" -
+  else
+    log "  FAILED: $(why "$key")"
+    record "$key" "$label" fail "$secs" - "$cache_var" "$(why "$key")"
+  fi
+}
+
+# Every build resolves from the local wheels only.
+export PIP_NO_INDEX=1 PIP_FIND_LINKS=$wheels
+
+build ferry "ferry standalone" FERRY_CACHE_DIR "$out/ferry-app" \
+  "$ferry" build "$src" -o "$out/ferry-app"
+
+build shiv "shiv" SHIV_ROOT "$out/app.pyz" \
+  "$work/tools/bin/shiv" -c simple-api -p "$runtime_py" -o "$out/app.pyz" \
+  --no-index --find-links "$wheels" simple_api
+
+# A fresh PEX_ROOT per build, so the second pex build does not reuse the first's cache.
+build pex "pex (zipapp)" PEX_ROOT "$out/app.pex" \
+  env PEX_ROOT="$work/build-cache/pex" "$work/tools/bin/pex" --no-pypi --find-links "$wheels" \
+  simple_api -c simple-api --python-shebang "$runtime_py" -o "$out/app.pex"
+
+build pex-venv "pex --venv" PEX_ROOT "$out/app-venv.pex" \
+  env PEX_ROOT="$work/build-cache/pex-venv" "$work/tools/bin/pex" --no-pypi --find-links "$wheels" \
+  simple_api -c simple-api --venv --python-shebang "$runtime_py" -o "$out/app-venv.pex"
+
+# PyInstaller analyses the environment it runs in, so its build is: install the
+# app from the wheels into its venv, then --onefile on a two-line script. Both
+# steps are timed; a fresh PYINSTALLER_CONFIG_DIR means no binary cache reuse.
+mkdir -p "$work/pyi"
+cat >"$work/pyi/simple_api_main.py" <<'EOF'
+import sys
+
+from simple_api.app import main
+
+sys.exit(main())
+EOF
+pyi_build() {
+  local t0 t1
+  t0=$(date +%s%N)
+  "$work/pyi-venv/bin/python" -m pip install --no-index --find-links "$wheels" simple_api
+  t1=$(date +%s%N)
+  echo "pyinstaller-install-ns $((t1 - t0))" >"$work/pyi/install-time"
+  # requests is a dependency the app never imports: --hidden-import keeps it
+  # in, as every other tool ships all installed requirements.
+  PYINSTALLER_CONFIG_DIR=$work/pyi/config "$work/pyi-venv/bin/pyinstaller" \
+    --onefile --noconfirm --clean --log-level WARN --name simple-api \
+    --distpath "$out/pyinstaller" --workpath "$work/pyi/build" --specpath "$work/pyi" \
+    --hidden-import flask --hidden-import requests "$work/pyi/simple_api_main.py"
+}
+build pyinstaller "PyInstaller --onefile" - "$out/pyinstaller/simple-api" pyi_build
+if [[ -f "$work/pyi/install-time" ]]; then
+  pyi_install=$(awk '{ printf "%.1f", $2 / 1e9 }' "$work/pyi/install-time")
+  # Attach the split to PyInstaller's row.
+  awk -v n="build = pip install from wheels (${pyi_install} s) + pyinstaller --onefile" \
+    'BEGIN { FS = OFS = "\t" } $1 == "pyinstaller" && $3 == "ok" { $7 = n } { print }' \
+    "$work/builds.tsv" >"$work/builds.tsv.new"
+  mv "$work/builds.tsv.new" "$work/builds.tsv"
+fi
+unset PIP_NO_INDEX PIP_FIND_LINKS
+
+# --- start-up measurements --------------------------------------------------
+machine() {
+  echo "Machine: $(nproc) CPUs ($(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr)"
+  echo "Load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+{
+  machine
+  echo "Python: $("$runtime_py" -VV | tr '\n' ' ')"
+  echo "Tools: ferry $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?') (working tree), shiv $("$work/tools/bin/shiv" --version | awk '{print $NF}'), pex $("$work/tools/bin/pex" --version), PyInstaller $("$work/pyi-venv/bin/pyinstaller" --version)"
+  echo "Environment (same for every tool): PYTHONDONTWRITEBYTECODE=${PYTHONDONTWRITEBYTECODE-<unset>} PYTHONUNBUFFERED=${PYTHONUNBUFFERED-<unset>}"
+} >"$work/header.txt"
+
+log "measuring start-up: cold N=$n_cold, warm N=$n_warm, interleaved (takes a few minutes)"
+"$runtime_py" "$repo/bench/measure.py" --work "$work" \
+  --baseline-python "$work/baseline/bin/python" --venv-script "$work/baseline/bin/simple-api" \
+  --cold-runs "$n_cold" --warm-runs "$n_warm" >"$work/table.md"
+
+echo "Load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$work/header.txt"
+cat "$work/header.txt" "$work/table.md" >"$work/results.md"
+echo
+cat "$work/results.md"
+echo
+echo "(also in $work/results.md and $work/results.json; build logs in $work/logs/)"
