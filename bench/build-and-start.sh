@@ -149,12 +149,13 @@ from simple_api.app import main
 
 sys.exit(main())
 EOF
+# (set -e does not apply inside a function run as a condition: check each step.)
 pyi_build() {
   local t0 t1
   t0=$(date +%s%N)
-  "$work/pyi-venv/bin/python" -m pip install --no-index --find-links "$wheels" simple_api
+  "$work/pyi-venv/bin/python" -m pip install --no-index --find-links "$wheels" simple_api || return
   t1=$(date +%s%N)
-  echo "pyinstaller-install-ns $((t1 - t0))" >"$work/pyi/install-time"
+  echo "pyinstaller-install-ns $((t1 - t0))" >"$work/pyi/install-time" || return
   # requests is a dependency the app never imports: --hidden-import keeps it
   # in, as every other tool ships all installed requirements.
   PYINSTALLER_CONFIG_DIR=$work/pyi/config "$work/pyi-venv/bin/pyinstaller" \

@@ -25,6 +25,17 @@ pub enum Entry {
 }
 
 impl Entry {
+    /// What the bootstraps read: `{"kind": "function", "module", "attr"}` or
+    /// `{"kind": "script", "path"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Entry::Function { module, attr } => {
+                json!({"kind": "function", "module": module, "attr": attr})
+            }
+            Entry::Script { path } => json!({"kind": "script", "path": path}),
+        }
+    }
+
     /// `simple_api.app:main` or `ferry/app/run.py`.
     pub fn display(&self) -> String {
         match self {
