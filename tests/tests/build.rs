@@ -40,6 +40,13 @@ fn standalone_binary_runs_with_every_python_hidden() {
         format!("simple_api {}", examples::SIMPLE_API_VERSION)
     );
 
+    let o = run(&["--imports"], b"");
+    assert!(
+        o.status.success(),
+        "flask and requests must import from the bundle: {}",
+        text(&o)
+    );
+
     // Arguments, stdin and exit codes pass through untouched.
     let o = run(&["--echo-args", "two words", "ünï", "--", "-x"], b"");
     assert!(o.status.success(), "{}", text(&o));

@@ -17,7 +17,10 @@ import sys
 
 from simple_api import __version__
 
-USAGE = """usage: simple-api [--version | --echo-args ARG... | --cat | --exit N | --env-probe]
+USAGE = """usage: simple-api [--version | --imports | --echo-args ARG... | --cat | --exit N | --env-probe]
+
+--imports imports flask and requests and exits: the start-up work of the real
+app without serving (what benchmarks compare with `python -c "import flask, requests"`).
 
 Without a flag, serves the API on $HOST:$PORT (default 127.0.0.1:8000):
   /health   {"status": "ok"}, with the status code $SIMPLE_API_HEALTH_STATUS (default 200)
@@ -49,6 +52,12 @@ def main(argv=None):
     flag = args[0]
     if flag == "--version" and len(args) == 1:
         print(f"simple_api {__version__}")
+        return 0
+    if flag == "--imports" and len(args) == 1:
+        import flask  # noqa: F401
+        import requests  # noqa: F401
+
+        print("imported flask and requests")
         return 0
     if flag == "--echo-args":
         # Everything after the flag is data, not options: echo it all verbatim.
