@@ -197,12 +197,13 @@ def measure(tools, baseline, reference, work, n_cold, n_warm, log):
     runnable = [t for t in runnable if t.ok]
     shutil.rmtree(scratch / "smoke")
 
-    # Cold: a fresh, empty cache directory for every run; the baseline runs in
-    # the same rounds to show drift of the machine's load.
+    # Cold: a fresh, empty cache directory for every run. The baseline runs
+    # twice in each of these rounds too (N = 2 × cold runs), so cold figures are
+    # compared with a baseline measured in the same time window.
     cold = {t.key: [] for t in runnable + [baseline]}
     footprint = {}
     for i in range(n_cold):
-        for t in rotate(runnable + [baseline], i):
+        for t in rotate(runnable + [baseline, baseline], i):
             cache = fresh_dir(scratch / "cold" / t.key) if t.cache_var else None
             cold[t.key].append(run(t, env_with(base_env, t, cache)))
             if cache is not None:
@@ -238,6 +239,7 @@ def measure(tools, baseline, reference, work, n_cold, n_warm, log):
     log("footprints done")
 
     base_warm = median_ms(warm[baseline.key])
+    base_cold = median_ms(cold[baseline.key])
     for t in order:
         r = t.results
         r["warm_ms"] = median_ms(warm[t.key])
@@ -248,19 +250,22 @@ def measure(tools, baseline, reference, work, n_cold, n_warm, log):
         if t.key in cold:
             r["cold_ms"] = median_ms(cold[t.key])
             r["cold_samples_ms"] = [round(s * 1000, 2) for s in cold[t.key]]
-            r["cold_x"] = r["cold_ms"] / base_warm
+            r["cold_x"] = r["cold_ms"] / base_cold
         if t.key in footprint:
             r["cache_bytes"] = footprint[t.key]
         if t.key in extraction:
             r["temp_extraction_bytes"], r["temp_extraction_note"] = extraction[t.key]
         if t.path and t is not baseline and t is not reference:
             r["size_bytes"] = os.path.getsize(t.path)
-    baseline.results["cold_round_baseline_ms"] = median_ms(cold[baseline.key])
     shutil.rmtree(scratch, ignore_errors=True)
 
 
 def fmt(v, spec):
     return "—" if v is None else format(v, spec)
+
+
+def ratio(v):
+    return "—" if v is None else f"{v:.2f}×"
 
 
 def mb(n):
@@ -294,24 +299,27 @@ def render(tools, baseline, reference, meta, n_cold, n_warm):
             )
         add(
             f"| {t.label} | {fmt(t.build_s, '.1f')} | {fmt(mb(r.get('size_bytes')), '.1f')} "
-            f"| {fmt(r.get('cold_ms'), '.1f')} | {fmt(r.get('cold_x'), '.2f')}× "
+            f"| {fmt(r.get('cold_ms'), '.1f')} | {ratio(r.get('cold_x'))} "
             f"| {r['warm_ms']:.1f} | {r['warm_x']:.2f}× "
             f"| {r['rss_kb'] / 1024:.1f} | {r['rss_x']:.2f}× | {cache} |"
         )
-    for t, what in ((baseline, "no cache"), (reference, "no cache")):
+    for t in (baseline, reference):
         r = t.results
         add(
-            f"| {t.label} | — | — | — | — | {r['warm_ms']:.1f} | {r['warm_x']:.2f}× "
-            f"| {r['rss_kb'] / 1024:.1f} | {r['rss_x']:.2f}× | — ({what}) |"
+            f"| {t.label} | — | — | {fmt(r.get('cold_ms'), '.1f')} | {ratio(r.get('cold_x'))} "
+            f"| {r['warm_ms']:.1f} | {r['warm_x']:.2f}× "
+            f"| {r['rss_kb'] / 1024:.1f} | {r['rss_x']:.2f}× | — (no cache) |"
         )
     add("")
+    b = baseline.results
     add(
-        f"Medians: cold N={n_cold} (fresh cache each run), warm N={n_warm}, peak RSS "
-        f"N={RSS_RUNS}. Ratios are to the baseline's warm median "
-        f"({baseline.results['warm_ms']:.1f} ms, {baseline.results['rss_kb'] / 1024:.1f} MB); "
-        f"the baseline's median in the cold rounds was "
-        f"{baseline.results['cold_round_baseline_ms']:.1f} ms. MB = 10^6 bytes for sizes, "
-        "MiB for RSS."
+        f"Medians: cold N={n_cold} per tool (fresh cache each run), warm N={n_warm}, "
+        f"peak RSS N={RSS_RUNS}. Cold ratios are to the baseline's median in the cold "
+        f"rounds ({b['cold_ms']:.1f} ms, N={2 * n_cold}), warm and RSS ratios to its "
+        f"median in the warm rounds ({b['warm_ms']:.1f} ms, N={n_warm}; "
+        f"{b['rss_kb'] / 1024:.1f} MiB): same time window, same machine load. "
+        "Sizes in MB = 10^6 bytes, RSS in MiB. The baseline has no cache: its "
+        "\"cold\" column is just its runs interleaved with the cold rounds."
     )
     for t in tools:
         if t.ok and t.note:

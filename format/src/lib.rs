@@ -8,6 +8,7 @@
 
 pub mod container;
 pub mod keys;
+pub mod manifest;
 pub mod signature;
 pub mod trusted_comment;
 

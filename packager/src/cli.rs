@@ -42,6 +42,13 @@ pub enum Command {
     /// specifiers and `--entry` freeze an application straight from PyPI.
     /// The output (default `dist/<name>`) appears only when complete.
     Build(BuildArgs),
+    /// Publish a release to a static update repository.
+    ///
+    /// Writes the artifact to `<repo>/blobs/sha256/<hex>`, then the signed
+    /// manifest `<repo>/apps/<app>/<channel>.json` (+ `.minisig`) with a serial
+    /// one above the channel's last. Serve the directory with any static HTTP
+    /// server; see docs/repository.md.
+    Publish(PublishArgs),
 }
 
 /// Where the secret key's password comes from.
@@ -166,6 +173,46 @@ pub struct BuildArgs {
     #[arg(long)]
     pub compression_level: Option<i32>,
     /// Password source for --sign-key.
+    #[command(flatten)]
+    pub password: PasswordArgs,
+}
+
+/// `ferry publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The release: a signed ferry binary, or any file (then --app and --version are needed).
+    pub file: PathBuf,
+    /// Repository directory.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// App name (default: the ferry binary's own).
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Channel, e.g. `stable` or `beta`.
+    #[arg(long, default_value = "stable")]
+    pub channel: String,
+    /// Version (default: the ferry binary's own).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Secret key that signs the manifest (and signed the binary).
+    #[arg(long, short = 'k', value_name = "SECRET_KEY")]
+    pub key: PathBuf,
+    /// How long the manifest stays valid: devices refuse it afterwards (freeze attacks).
+    #[arg(long, default_value = "30d")]
+    pub expires_in: String,
+    /// Share of devices that take the release, 0-100.
+    #[arg(long, default_value_t = 100)]
+    pub percent: u8,
+    /// Serial to use (default: one above the channel's current); must be higher.
+    #[arg(long)]
+    pub serial: Option<u64>,
+    /// Oldest agent version allowed to install it.
+    #[arg(long)]
+    pub min_agent_version: Option<String>,
+    /// Release notes for people.
+    #[arg(long)]
+    pub notes: Option<String>,
+    /// Password source for --key.
     #[command(flatten)]
     pub password: PasswordArgs,
 }

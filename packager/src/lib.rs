@@ -19,5 +19,6 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Verify(args) => commands::verify::run(args),
         cli::Command::Inspect(args) => commands::inspect::run(args),
         cli::Command::Build(args) => build::run(args),
+        cli::Command::Publish(args) => commands::publish::run(args),
     }
 }

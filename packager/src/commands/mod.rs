@@ -2,6 +2,7 @@
 
 pub mod inspect;
 pub mod keygen;
+pub mod publish;
 pub mod sign;
 pub mod verify;
 
