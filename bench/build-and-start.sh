@@ -11,6 +11,7 @@
 #   BENCH_WORK        work directory, wiped and recreated (default /tmp/ferry-bench)
 #   BENCH_COLD_RUNS   cold-start runs per tool (default 10)
 #   BENCH_WARM_RUNS   warm-start runs per tool (default 20)
+#   BENCH_BUILD_RUNS  builds per tool, median reported (default 3)
 # Results: printed, and written to $BENCH_WORK/results.{md,json}.
 set -euo pipefail
 
@@ -18,10 +19,14 @@ repo=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 work=${BENCH_WORK:-/tmp/ferry-bench}
 n_cold=${BENCH_COLD_RUNS:-10}
 n_warm=${BENCH_WARM_RUNS:-20}
+n_builds=${BENCH_BUILD_RUNS:-3}
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+for n in "$n_cold" "$n_warm" "$n_builds"; do
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "BENCH_*_RUNS must be positive integers, got '$n'"
+done
 case "$work" in
   /*) ;;
   *) die "BENCH_WORK must be an absolute path, got '$work'" ;;
@@ -84,21 +89,19 @@ python3 -m venv --without-pip "$work/runtime"
 runtime_py=$work/runtime/bin/python3
 
 # --- timed builds -----------------------------------------------------------
+# Each tool builds BENCH_BUILD_RUNS times, in rounds with the order rotated, each
+# build from scratch (no cache of an earlier build); the median is reported.
 out=$work/out
-mkdir -p "$out" "$work/logs"
-printf '# key\tlabel\tstatus\tbuild_s\tpath\tcache_var\tnote\n' >"$work/builds.tsv"
-record() { # key label status build_s path cache_var note
-  local IFS=$'\t'
-  printf '%s\n' "$*" >>"$work/builds.tsv"
-}
-# timed KEY CMD...: runs CMD with its output in logs/KEY.log; sets $secs (wall
+mkdir -p "$out" "$work/logs" "$work/pyi"
+
+# timed LOG CMD...: runs CMD with its output in logs/LOG.log; sets $secs (wall
 # seconds) and returns CMD's status.
 secs=0
 timed() {
-  local key=$1 t0 t1 rc=0
+  local name=$1 t0 t1 rc=0
   shift
   t0=$(date +%s%N)
-  "$@" >"$work/logs/$key.log" 2>&1 || rc=$?
+  "$@" >"$work/logs/$name.log" 2>&1 || rc=$?
   t1=$(date +%s%N)
   secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
   return "$rc"
@@ -106,56 +109,62 @@ timed() {
 why() { # the last lines of a log, on one line
   grep -v '^[[:space:]]*$' "$work/logs/$1.log" | tail -n 3 | tr '\t\n' '  ' | cut -c1-300
 }
-build() { # key label cache_var artifact CMD...
-  local key=$1 label=$2 cache_var=$3 artifact=$4
-  shift 4
-  log "build: $label"
-  if timed "$key" "$@" && [[ -f "$artifact" ]]; then
-    log "  ${secs}s, $(stat -c %s "$artifact") bytes"
-    record "$key" "$label" ok "$secs" "$artifact" "$cache_var" -
-  else
-    log "  FAILED: $(why "$key")"
-    record "$key" "$label" fail "$secs" - "$cache_var" "$(why "$key")"
-  fi
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.3f", m }'; }
+
+# Note: set -e does not apply inside a function run as a condition (as these
+# are, under `timed`), hence the `|| return` after every step.
+keys=(ferry shiv pex pex-venv pyinstaller)
+declare -A label=(
+  [ferry]="ferry standalone" [shiv]="shiv" [pex]="pex (zipapp)"
+  [pex-venv]="pex --venv" [pyinstaller]="PyInstaller --onefile"
+)
+declare -A cache_var=(
+  [ferry]=FERRY_CACHE_DIR [shiv]=SHIV_ROOT [pex]=PEX_ROOT [pex-venv]=PEX_ROOT [pyinstaller]=-
+)
+declare -A artifact=(
+  [ferry]=$out/ferry-app [shiv]=$out/app.pyz [pex]=$out/app.pex
+  [pex-venv]=$out/app-venv.pex [pyinstaller]=$out/pyinstaller/simple-api
+)
+
+build_ferry() {
+  "$ferry" build "$src" -o "${artifact[ferry]}"
 }
-
-# Every build resolves from the local wheels only.
-export PIP_NO_INDEX=1 PIP_FIND_LINKS=$wheels
-
-build ferry "ferry standalone" FERRY_CACHE_DIR "$out/ferry-app" \
-  "$ferry" build "$src" -o "$out/ferry-app"
-
-build shiv "shiv" SHIV_ROOT "$out/app.pyz" \
-  "$work/tools/bin/shiv" -c simple-api -p "$runtime_py" -o "$out/app.pyz" \
-  --no-index --find-links "$wheels" simple_api
-
-# A fresh PEX_ROOT per build, so the second pex build does not reuse the first's cache.
-build pex "pex (zipapp)" PEX_ROOT "$out/app.pex" \
-  env PEX_ROOT="$work/build-cache/pex" "$work/tools/bin/pex" --no-pypi --find-links "$wheels" \
-  simple_api -c simple-api --python-shebang "$runtime_py" -o "$out/app.pex"
-
-build pex-venv "pex --venv" PEX_ROOT "$out/app-venv.pex" \
-  env PEX_ROOT="$work/build-cache/pex-venv" "$work/tools/bin/pex" --no-pypi --find-links "$wheels" \
-  simple_api -c simple-api --venv --python-shebang "$runtime_py" -o "$out/app-venv.pex"
-
+build_shiv() {
+  "$work/tools/bin/shiv" -c simple-api -p "$runtime_py" -o "${artifact[shiv]}" \
+    --no-index --find-links "$wheels" simple_api
+}
+# A fresh PEX_ROOT per build: no build reuses another's cache.
+prepare_pex() { rm -rf "$work/build-cache/pex"; }
+build_pex() {
+  PEX_ROOT="$work/build-cache/pex" "$work/tools/bin/pex" --no-pypi --find-links "$wheels" \
+    simple_api -c simple-api --python-shebang "$runtime_py" -o "${artifact[pex]}"
+}
+prepare_pex_venv() { rm -rf "$work/build-cache/pex-venv"; }
+build_pex_venv() {
+  PEX_ROOT="$work/build-cache/pex-venv" "$work/tools/bin/pex" --no-pypi --find-links "$wheels" \
+    simple_api -c simple-api --venv --python-shebang "$runtime_py" -o "${artifact[pex-venv]}"
+}
 # PyInstaller analyses the environment it runs in, so its build is: install the
-# app from the wheels into its venv, then --onefile on a two-line script. Both
-# steps are timed; a fresh PYINSTALLER_CONFIG_DIR means no binary cache reuse.
-mkdir -p "$work/pyi"
-cat >"$work/pyi/simple_api_main.py" <<'EOF'
+# app from the wheels into its venv (reset to PyInstaller alone before every
+# build), then --onefile on a two-line script. Both steps are timed; a fresh
+# PYINSTALLER_CONFIG_DIR and --clean mean no cache reuse.
+cat >"$work/pyi/simple_api_main.py" <<'PY'
 import sys
 
 from simple_api.app import main
 
 sys.exit(main())
-EOF
-# (set -e does not apply inside a function run as a condition: check each step.)
-pyi_build() {
+PY
+prepare_pyinstaller() {
+  rm -rf "$work/pyi-venv" "$work/pyi/build" "$work/pyi/config"
+  cp -a "$work/pyi-venv.pristine" "$work/pyi-venv"
+}
+build_pyinstaller() {
   local t0 t1
   t0=$(date +%s%N)
   "$work/pyi-venv/bin/python" -m pip install --no-index --find-links "$wheels" simple_api || return
   t1=$(date +%s%N)
-  echo "pyinstaller-install-ns $((t1 - t0))" >"$work/pyi/install-time" || return
+  printf '%s ' "$(((t1 - t0) / 1000000))" >>"$work/pyi/install-ms" || return
   # requests is a dependency the app never imports: --hidden-import keeps it
   # in, as every other tool ships all installed requirements.
   PYINSTALLER_CONFIG_DIR=$work/pyi/config "$work/pyi-venv/bin/pyinstaller" \
@@ -163,16 +172,44 @@ pyi_build() {
     --distpath "$out/pyinstaller" --workpath "$work/pyi/build" --specpath "$work/pyi" \
     --hidden-import flask --hidden-import requests "$work/pyi/simple_api_main.py"
 }
-build pyinstaller "PyInstaller --onefile" - "$out/pyinstaller/simple-api" pyi_build
-if [[ -f "$work/pyi/install-time" ]]; then
-  pyi_install=$(awk '{ printf "%.1f", $2 / 1e9 }' "$work/pyi/install-time")
-  # Attach the split to PyInstaller's row.
-  awk -v n="build = pip install from wheels (${pyi_install} s) + pyinstaller --onefile" \
-    'BEGIN { FS = OFS = "\t" } $1 == "pyinstaller" && $3 == "ok" { $7 = n } { print }' \
-    "$work/builds.tsv" >"$work/builds.tsv.new"
-  mv "$work/builds.tsv.new" "$work/builds.tsv"
-fi
+cp -a "$work/pyi-venv" "$work/pyi-venv.pristine"
+
+# Every build resolves from the local wheels only.
+export PIP_NO_INDEX=1 PIP_FIND_LINKS=$wheels
+declare -A samples=() failed=()
+for ((round = 0; round < n_builds; round++)); do
+  for ((i = 0; i < ${#keys[@]}; i++)); do
+    k=${keys[(i + round) % ${#keys[@]}]}
+    [[ -z "${failed[$k]-}" ]] || continue
+    fn=${k//-/_}
+    rm -f "${artifact[$k]}"
+    if declare -F "prepare_$fn" >/dev/null; then "prepare_$fn"; fi
+    log "build $((round + 1))/$n_builds: ${label[$k]}"
+    if timed "$k-$((round + 1))" "build_$fn" && [[ -f "${artifact[$k]}" ]]; then
+      log "  ${secs} s, $(stat -c %s "${artifact[$k]}") bytes"
+      samples[$k]+="$secs "
+    else
+      failed[$k]=$(why "$k-$((round + 1))")
+      log "  FAILED: ${failed[$k]}"
+    fi
+  done
+done
 unset PIP_NO_INDEX PIP_FIND_LINKS
+
+printf '# key\tlabel\tstatus\tbuild_s\tbuild_samples_s\tpath\tcache_var\tnote\n' >"$work/builds.tsv"
+for k in "${keys[@]}"; do
+  note=-
+  if [[ -n "${failed[$k]-}" ]]; then
+    fields=("$k" "${label[$k]}" fail - - - "${cache_var[$k]}" "${failed[$k]}")
+  else
+    if [[ $k == pyinstaller ]]; then
+      note="build = pip install from the wheels (median $(median <"$work/pyi/install-ms" | awk '{ printf "%.0f", $1 }') ms) + pyinstaller --onefile"
+    fi
+    fields=("$k" "${label[$k]}" ok "$(median <<<"${samples[$k]}")" "${samples[$k]% }"
+      "${artifact[$k]}" "${cache_var[$k]}" "$note")
+  fi
+  (IFS=$'\t'; printf '%s\n' "${fields[*]}") >>"$work/builds.tsv"
+done
 
 # --- start-up measurements --------------------------------------------------
 machine() {

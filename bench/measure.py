@@ -43,11 +43,12 @@ class RunError(Exception):
 class Tool:
     """One packaged app (or the baseline) and how to run it."""
 
-    def __init__(self, key, label, status, build_s, path, cache_var, note):
+    def __init__(self, key, label, status, build_s, build_samples, path, cache_var, note):
         self.key = key
         self.label = label
         self.status = status
         self.build_s = float(build_s) if build_s not in ("", "-") else None
+        self.build_samples = [float(x) for x in build_samples.split()] if build_samples != "-" else []
         self.path = path if path not in ("", "-") else None
         self.cache_var = cache_var if cache_var not in ("", "-") else None
         self.note = note if note not in ("", "-") else ""
@@ -280,7 +281,7 @@ def render(tools, baseline, reference, meta, n_cold, n_warm):
     add("")
     add(
         "| packaging | build (s) | file size (MB) | cold start (ms) | cold × baseline "
-        "| warm start (ms) | warm × baseline | peak RSS, warm (MB) | RSS × baseline "
+        "| warm start (ms) | warm × baseline | peak RSS, warm (MiB) | RSS × baseline "
         "| cache after a run (MB) |"
     )
     add("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
@@ -321,9 +322,13 @@ def render(tools, baseline, reference, meta, n_cold, n_warm):
         "Sizes in MB = 10^6 bytes, RSS in MiB. The baseline has no cache: its "
         "\"cold\" column is just its runs interleaved with the cold rounds."
     )
+    add("")
+    add("Build times (s), every build from scratch, median above:")
+    add("")
     for t in tools:
-        if t.ok and t.note:
-            add(f"- {t.label}: {t.note}")
+        if t.build_samples:
+            extra = f"; {t.note}" if t.note else ""
+            add(f"- {t.label}: {', '.join(f'{x:.1f}' for x in t.build_samples)}{extra}")
     add("")
 
     # Targets for ferry standalone.
@@ -381,13 +386,13 @@ def main():
 
     tools = load_tools(args.work)
     baseline = Tool(
-        "baseline", 'baseline: venv `python -c "import flask, requests"`', "ok", "-",
+        "baseline", 'baseline: venv `python -c "import flask, requests"`', "ok", "-", "-",
         args.baseline_python, "-", "-",
     )
     baseline.argv = [args.baseline_python, "-c", BASELINE_CODE]
     baseline.expect = ""
     reference = Tool(
-        "venv-script", "reference: venv `simple-api --version` (unpackaged)", "ok", "-",
+        "venv-script", "reference: venv `simple-api --version` (unpackaged)", "ok", "-", "-",
         args.venv_script, "-", "-",
     )
     measure(tools, baseline, reference, args.work, args.cold_runs, args.warm_runs, log)
@@ -403,7 +408,7 @@ def main():
         "warm_runs": args.warm_runs,
         "tools": [
             {"key": t.key, "label": t.label, "status": t.status, "build_s": t.build_s,
-             "path": t.path, "note": t.note, **t.results}
+             "build_samples_s": t.build_samples, "path": t.path, "note": t.note, **t.results}
             for t in tools + [baseline, reference]
         ],
         "targets": targets,

@@ -166,7 +166,9 @@ fn publishes_blob_then_signed_manifest_with_rising_serials() {
         "temporary files left: {all:?}"
     );
     assert_eq!(
-        all.iter().filter(|f| f.starts_with("blobs/sha256/")).count(),
+        all.iter()
+            .filter(|f| f.starts_with("blobs/sha256/"))
+            .count(),
         2,
         "{all:?}"
     );

@@ -11,20 +11,23 @@ use std::time::Duration;
 use common::{assert_no_output, ferry_build, text};
 use ferry_tests::{examples, hidden_python, rootfs, server};
 
-fn cache_env(dir: &std::path::Path) -> (&'static str, String) {
-    ("FERRY_CACHE_DIR", dir.to_str().unwrap().to_owned())
-}
-
 #[test]
 fn standalone_binary_runs_with_every_python_hidden() {
     let bin = common::simple_api();
     let cache = tempfile::tempdir().unwrap();
-    let (k, v) = cache_env(cache.path());
+    // The cache through XDG_CACHE_HOME, so no FERRY_ variable is set by the
+    // test itself and any the app's children see would be ferry's doing.
+    let (k, v) = ("XDG_CACHE_HOME", cache.path().to_str().unwrap().to_owned());
     let run = |args: &[&str], stdin: &[u8]| {
         let mut cmd = hidden_python::command(&bin).unwrap();
         let mut child = cmd
             .args(args)
             .env(k, &v)
+            // cargo's test runner sets LD_LIBRARY_PATH: start clean, so any
+            // such variable the app sees came from ferry.
+            .env_remove("LD_LIBRARY_PATH")
+            .env_remove("PYTHONHOME")
+            .env_remove("PYTHONPATH")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
