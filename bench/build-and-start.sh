@@ -2,9 +2,11 @@
 # Build-and-start benchmark: packages examples/simple_api (a Flask app) with
 # ferry (standalone), shiv, pex (zipapp and --venv) and PyInstaller --onefile,
 # all from the same local wheels, then measures in ONE run: build time, file
-# size, cold and warm `APP --version` start, peak RSS and cache footprint, with
-# every start figure also as a ratio to a plain venv baseline
-# (`venv/bin/python -c "import flask, requests"`). See docs/benchmarks.md.
+# size, cold and warm start, peak RSS and cache footprint, with every start
+# figure also as a ratio to a plain venv baseline
+# (`venv/bin/python -c "import flask, requests"`). Start-up is measured for
+# `APP --version` (imports neither Flask nor requests) and `APP --imports`
+# (imports both, the baseline's work). See docs/benchmarks.md.
 #
 # Usage (Debian 12, as root, Rust installed):  bench/build-and-start.sh
 # Settings (environment):
@@ -223,7 +225,7 @@ machine() {
   echo "Environment (same for every tool): PYTHONDONTWRITEBYTECODE=${PYTHONDONTWRITEBYTECODE-<unset>} PYTHONUNBUFFERED=${PYTHONUNBUFFERED-<unset>}"
 } >"$work/header.txt"
 
-log "measuring start-up: cold N=$n_cold, warm N=$n_warm, interleaved (takes a few minutes)"
+log "measuring start-up of --version and --imports: cold N=$n_cold, warm N=$n_warm, interleaved (takes several minutes)"
 "$runtime_py" "$repo/bench/measure.py" --work "$work" \
   --baseline-python "$work/baseline/bin/python" --venv-script "$work/baseline/bin/simple-api" \
   --cold-runs "$n_cold" --warm-runs "$n_warm" >"$work/table.md"

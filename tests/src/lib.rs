@@ -10,16 +10,25 @@
 //! - [`server`]: a free loopback port and polling a URL until it answers.
 //! - [`examples`]: where the example projects live.
 //! - [`lock`]: an exclusive file lock, for caches shared by test processes.
+//! - [`systemd`]: a real systemd booted as PID 1 of fresh namespaces, with
+//!   journald and the system bus ([`systemd::Sandbox`]): a board for `ferryd`,
+//!   several at once, gone without a trace when dropped.
+//! - [`nginx`]: Debian's nginx serving a repository directory on a loopback
+//!   port ([`nginx::Nginx`]).
 //!
 //! The harness needs root (mount namespaces, chroot) and a few Debian tools. A
 //! missing prerequisite is an error naming the package to install: a test never
 //! skips silently.
 
+pub mod board;
 pub mod examples;
 pub mod hidden_python;
 pub mod lock;
+pub mod nginx;
+pub mod programs;
 pub mod rootfs;
 pub mod server;
+pub mod systemd;
 
 mod tools;
 

@@ -1,0 +1,377 @@
+//! The agent's configuration, `/etc/ferry/agent.toml`: raw TOML structures with
+//! `deny_unknown_fields` become validated [`Settings`] at this one boundary.
+//! Every error names the file, and TOML errors carry the line and the key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use ferry_format::container::is_valid_name;
+use ferry_format::PublicKey;
+use serde::Deserialize;
+
+/// Where the agent reads its configuration by default.
+pub const DEFAULT_PATH: &str = "/etc/ferry/agent.toml";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawConfig {
+    repository: String,
+    trusted_keys: Vec<String>,
+    poll_interval: Option<String>,
+    poll_jitter: Option<String>,
+    state_dir: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    report_url: Option<String>,
+    device_id: Option<String>,
+    max_artifact_size: Option<u64>,
+    #[serde(default)]
+    app: Vec<RawApp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawApp {
+    name: String,
+    channel: Option<String>,
+    unit: String,
+    probation: Option<String>,
+    keep: Option<usize>,
+    restart_timeout: Option<String>,
+    health_url: Option<String>,
+    health_command: Option<Vec<String>>,
+    health_timeout: Option<String>,
+    health_retries: Option<u32>,
+    cache_dir: Option<PathBuf>,
+    user: Option<String>,
+}
+
+/// How the agent checks an app after a restart.
+#[derive(Debug, Clone)]
+pub struct HealthSettings {
+    /// The unit must stay active, without restarts, this long.
+    pub probation: Duration,
+    /// Optional URL that must answer 2xx.
+    pub url: Option<String>,
+    /// Optional command that must exit 0.
+    pub command: Option<Vec<String>>,
+    /// Time limit of one HTTP or command check.
+    pub timeout: Duration,
+    /// Attempts of the HTTP and command checks before they count as failed.
+    pub retries: u32,
+}
+
+/// One managed application.
+#[derive(Debug, Clone)]
+pub struct AppSettings {
+    /// App name (also the binary's name and its state directory's).
+    pub name: String,
+    /// Channel followed.
+    pub channel: String,
+    /// The systemd unit running it.
+    pub unit: String,
+    /// Health checks.
+    pub health: HealthSettings,
+    /// Versions kept on disk (never fewer than current and previous).
+    pub keep: usize,
+    /// How long a restart job may take.
+    pub restart_timeout: Duration,
+    /// Cache the launcher extracts into before the swap (the unit's
+    /// `CacheDirectory=`): `CACHE_DIRECTORY` for the pre-extraction.
+    pub cache_dir: PathBuf,
+    /// User the app runs as, for the pre-extraction (default: the agent's).
+    pub user: Option<String>,
+}
+
+/// Validated agent settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Base URL of the repository.
+    pub repository: String,
+    /// Keys whose signatures are trusted.
+    pub trusted_keys: Vec<PublicKey>,
+    /// Time between polls.
+    pub poll_interval: Duration,
+    /// Random extra delay, up to this, added to each poll.
+    pub poll_jitter: Duration,
+    /// Root of the agent's state.
+    pub state_dir: PathBuf,
+    /// Extra CA certificate (PEM) for an HTTPS repository.
+    pub ca_file: Option<PathBuf>,
+    /// Where transition reports go, if anywhere.
+    pub report_url: Option<String>,
+    /// This device's id (phased rollouts).
+    pub device_id: String,
+    /// Largest artifact accepted.
+    pub max_artifact_size: u64,
+    /// Managed apps.
+    pub apps: Vec<AppSettings>,
+}
+
+/// Parses `30s`, `5m`, `2h`, `1d`, `250ms` or plain seconds.
+pub fn parse_duration(key: &str, text: &str) -> Result<Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().with_context(|| {
+        format!("`{key}` = \"{text}\" is not a duration like 30s, 5m, 2h or 250ms")
+    })?;
+    Ok(match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        "d" => Duration::from_secs(n * 86_400),
+        _ => bail!("`{key}` = \"{text}\" has an unknown unit; use ms, s, m, h or d"),
+    })
+}
+
+fn opt_duration(key: &str, value: &Option<String>, default: Duration) -> Result<Duration> {
+    value
+        .as_deref()
+        .map(|v| parse_duration(key, v))
+        .transpose()
+        .map(|d| d.unwrap_or(default))
+}
+
+fn load_key(spec: &str, config_dir: &Path) -> Result<PublicKey> {
+    let path = config_dir.join(spec);
+    if spec.starts_with('/') || spec.contains('/') || path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("`trusted-keys`: cannot read key file `{}`", path.display())
+        })?;
+        return PublicKey::from_text(&text)
+            .with_context(|| format!("`trusted-keys`: `{}`", path.display()));
+    }
+    PublicKey::from_base64(spec)
+        .with_context(|| format!("`trusted-keys`: `{spec}` is neither a key file nor a base64 key"))
+}
+
+fn machine_id() -> Result<String> {
+    let id = std::fs::read_to_string("/etc/machine-id").context(
+        "cannot read /etc/machine-id for the device id\nhint: set `device-id` in the agent config",
+    )?;
+    let id = id.trim().to_owned();
+    if id.is_empty() {
+        bail!("/etc/machine-id is empty\nhint: set `device-id` in the agent config");
+    }
+    Ok(id)
+}
+
+impl Settings {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!("cannot read the agent config `{}`\nhint: create it (see docs/agent.md) or pass --config", path.display())
+        })?;
+        Self::parse(&text, path.parent().unwrap_or(Path::new("/")))
+            .with_context(|| format!("invalid agent config `{}`", path.display()))
+    }
+
+    /// Parses configuration text; relative key paths are taken from `config_dir`.
+    pub fn parse(text: &str, config_dir: &Path) -> Result<Self> {
+        let raw: RawConfig = toml::from_str(text)?;
+        if !(raw.repository.starts_with("http://") || raw.repository.starts_with("https://")) {
+            bail!(
+                "`repository` = \"{}\" must be an http:// or https:// URL",
+                raw.repository
+            );
+        }
+        if raw.trusted_keys.is_empty() {
+            bail!("`trusted-keys` is empty: the agent would trust nothing\nhint: list the release public key(s)");
+        }
+        let trusted_keys = raw
+            .trusted_keys
+            .iter()
+            .map(|k| load_key(k, config_dir))
+            .collect::<Result<_>>()?;
+        if raw.app.is_empty() {
+            bail!("no [[app]] table: the agent has nothing to manage");
+        }
+        let mut apps = Vec::new();
+        for (i, a) in raw.app.iter().enumerate() {
+            let ctx = || format!("[[app]] #{} (`{}`)", i + 1, a.name);
+            if !is_valid_name(&a.name) {
+                bail!("{}: `name` must be 1-128 of A-Z a-z 0-9 . _ -", ctx());
+            }
+            if apps.iter().any(|x: &AppSettings| x.name == a.name) {
+                bail!("{}: `name` appears twice", ctx());
+            }
+            let channel = a.channel.clone().unwrap_or_else(|| "stable".into());
+            if !is_valid_name(&channel) {
+                bail!(
+                    "{}: `channel` = \"{channel}\" is not a valid channel name",
+                    ctx()
+                );
+            }
+            if a.unit.is_empty() || a.unit.contains('/') {
+                bail!("{}: `unit` = \"{}\" is not a unit name", ctx(), a.unit);
+            }
+            let unit = if a.unit.contains('.') {
+                a.unit.clone()
+            } else {
+                format!("{}.service", a.unit)
+            };
+            let keep = a.keep.unwrap_or(3);
+            if keep < 2 {
+                bail!(
+                    "{}: `keep` = {keep} must be at least 2 (current and previous)",
+                    ctx()
+                );
+            }
+            if let Some(cmd) = &a.health_command {
+                if cmd.is_empty() {
+                    bail!("{}: `health-command` is empty", ctx());
+                }
+            }
+            if let Some(url) = &a.health_url {
+                if !url.starts_with("http://") {
+                    bail!("{}: `health-url` = \"{url}\" must be an http:// URL", ctx());
+                }
+            }
+            apps.push(AppSettings {
+                name: a.name.clone(),
+                channel,
+                unit,
+                health: HealthSettings {
+                    probation: opt_duration("probation", &a.probation, Duration::from_secs(10))?,
+                    url: a.health_url.clone(),
+                    command: a.health_command.clone(),
+                    timeout: opt_duration(
+                        "health-timeout",
+                        &a.health_timeout,
+                        Duration::from_secs(5),
+                    )?,
+                    retries: a.health_retries.unwrap_or(5).max(1),
+                },
+                keep,
+                restart_timeout: opt_duration(
+                    "restart-timeout",
+                    &a.restart_timeout,
+                    Duration::from_secs(90),
+                )?,
+                cache_dir: a
+                    .cache_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("/var/cache").join(&a.name)),
+                user: a.user.clone(),
+            });
+        }
+        let device_id = match raw.device_id {
+            Some(id) if !id.trim().is_empty() => id.trim().to_owned(),
+            Some(_) => bail!("`device-id` is empty"),
+            None => machine_id()?,
+        };
+        Ok(Self {
+            repository: raw.repository.trim_end_matches('/').to_owned(),
+            trusted_keys,
+            poll_interval: opt_duration(
+                "poll-interval",
+                &raw.poll_interval,
+                Duration::from_secs(300),
+            )?,
+            poll_jitter: opt_duration("poll-jitter", &raw.poll_jitter, Duration::from_secs(30))?,
+            state_dir: raw
+                .state_dir
+                .unwrap_or_else(|| PathBuf::from("/var/lib/ferry")),
+            ca_file: raw.ca_file,
+            report_url: raw.report_url,
+            device_id,
+            max_artifact_size: raw.max_artifact_size.unwrap_or(1 << 30),
+            apps,
+        })
+    }
+
+    /// The settings of one app.
+    pub fn app(&self, name: &str) -> Result<&AppSettings> {
+        self.apps.iter().find(|a| a.name == name).with_context(|| {
+            format!(
+                "no app `{name}` in the agent config (configured: {})",
+                self.apps
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "RWSirsqo5uiwskCANl7DjNgrcDmVB53CDlZk3gKuDy2M826wiqinD7ZM";
+
+    fn full() -> String {
+        format!(
+            r#"
+repository = "http://127.0.0.1:8080/repo/"
+trusted-keys = ["{KEY}"]
+poll-interval = "2m"
+poll-jitter = "10s"
+state-dir = "/tmp/ferry-state"
+device-id = "board-7"
+
+[[app]]
+name = "simple_api"
+channel = "beta"
+unit = "simple_api"
+probation = "3s"
+keep = 2
+health-url = "http://127.0.0.1:8000/health"
+health-command = ["/bin/true"]
+health-timeout = "1s"
+health-retries = 4
+"#
+        )
+    }
+
+    #[test]
+    fn full_fixture() {
+        let s = Settings::parse(&full(), Path::new("/")).unwrap();
+        assert_eq!(s.repository, "http://127.0.0.1:8080/repo");
+        assert_eq!(s.poll_interval, Duration::from_secs(120));
+        assert_eq!(s.device_id, "board-7");
+        let a = &s.apps[0];
+        assert_eq!(
+            (a.channel.as_str(), a.unit.as_str(), a.keep),
+            ("beta", "simple_api.service", 2)
+        );
+        assert_eq!(a.health.probation, Duration::from_secs(3));
+        assert_eq!(a.health.retries, 4);
+        assert_eq!(a.cache_dir, Path::new("/var/cache/simple_api"));
+    }
+
+    #[test]
+    fn errors_name_the_line_and_key() {
+        let text = full().replace("keep = 2", "kep = 2");
+        let err = format!("{:#}", Settings::parse(&text, Path::new("/")).unwrap_err());
+        assert!(err.contains("kep") && err.contains("line"), "{err}");
+        let text = full().replace("probation = \"3s\"", "probation = 3");
+        let err = format!("{:#}", Settings::parse(&text, Path::new("/")).unwrap_err());
+        assert!(err.contains("probation") && err.contains("line"), "{err}");
+        let text = full().replace("keep = 2", "keep = 1");
+        assert!(
+            format!("{:#}", Settings::parse(&text, Path::new("/")).unwrap_err()).contains("keep")
+        );
+        let text = full().replace(KEY, "nope");
+        assert!(
+            format!("{:#}", Settings::parse(&text, Path::new("/")).unwrap_err())
+                .contains("trusted-keys")
+        );
+        let text = full().replace("unit = \"simple_api\"\n", "");
+        let err = format!("{:#}", Settings::parse(&text, Path::new("/")).unwrap_err());
+        assert!(err.contains("unit"), "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("k", "250ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(parse_duration("k", "7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("k", "5 minutes").is_err());
+    }
+}

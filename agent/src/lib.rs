@@ -1,0 +1,15 @@
+//! `ferryd` as a library: the agent's modules, shared by the binary and its tests.
+
+pub mod cli;
+pub mod config;
+pub mod health;
+pub mod journal;
+pub mod notify;
+pub mod repo;
+pub mod service;
+pub mod state;
+pub mod status;
+pub mod store;
+pub mod systemd;
+pub mod update;
+pub mod verify;

@@ -1,0 +1,88 @@
+//! `ferryd run`: the service loop. Polls each app every interval plus jitter,
+//! backs off exponentially on errors, tells systemd what it is doing
+//! (`READY=1`, `STATUS=`, `WATCHDOG=1`) and stops on SIGTERM between steps.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+
+use crate::journal::{self, Event};
+use crate::notify;
+use crate::systemd::UnitManager;
+use crate::update::{Agent, Outcome};
+
+/// Longest back-off after repeated errors.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+fn jitter(max: Duration) -> Duration {
+    if max.is_zero() {
+        return Duration::ZERO;
+    }
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    Duration::from_millis(u64::from(nanos) % (max.as_millis() as u64).max(1))
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run<U: UnitManager>(agent: Agent<U>) -> Result<()> {
+    if let Some(interval) = notify::watchdog_interval() {
+        tokio::spawn(async move {
+            loop {
+                notify::watchdog();
+                tokio::time::sleep(interval / 2).await;
+            }
+        });
+    }
+    notify::ready();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut errors = 0u32;
+    loop {
+        let mut failed = false;
+        for app in &agent.settings.apps {
+            notify::status(&format!("checking {}", app.name));
+            let pass = agent.check_app(app);
+            tokio::select! {
+                r = pass => match r {
+                    Ok(outcome) => {
+                        let text = match &outcome {
+                            Outcome::UpToDate => "up to date".to_owned(),
+                            Outcome::Committed(v) => format!("running {v}"),
+                            Outcome::RolledBack(m) | Outcome::Refused(m) | Outcome::Skipped(m) => m.clone(),
+                            Outcome::Hold(m) => format!("HOLD: {m}"),
+                        };
+                        notify::status(&format!("{}: {text}", app.name));
+                    }
+                    Err(e) => {
+                        failed = true;
+                        let msg = format!("{e:#}");
+                        journal::event(Event::Error, &app.name, None, &[("FERRY_ERROR", &msg)], &format!("check failed: {msg}"));
+                        notify::status(&format!("{}: error: {msg}", app.name));
+                    }
+                },
+                _ = term.recv() => {
+                    notify::stopping();
+                    return Ok(());
+                }
+            }
+        }
+        errors = if failed { errors.saturating_add(1) } else { 0 };
+        let base = agent.settings.poll_interval;
+        let delay = if errors == 0 {
+            base + jitter(agent.settings.poll_jitter)
+        } else {
+            let backoff = Duration::from_secs(5)
+                .saturating_mul(1 << errors.min(12))
+                .min(MAX_BACKOFF);
+            backoff.min(base) + jitter(agent.settings.poll_jitter.min(backoff))
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = term.recv() => {
+                notify::stopping();
+                return Ok(());
+            }
+        }
+    }
+}

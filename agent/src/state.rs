@@ -1,0 +1,426 @@
+//! The per-app update state machine, persisted in `state.json` after every
+//! transition (temp file, fsync, rename, fsync the directory), so after a crash
+//! or power cut the agent resumes from the last step it finished.
+//!
+//! Transitions are a pure function with an exhaustive `match`: a new phase does
+//! not compile until every path handles it. The state comes from disk, so an
+//! illegal transition is an error, not an assertion. `docs/agent.md` has the
+//! table of how each phase resumes.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+/// Schema of `state.json`.
+pub const STATE_SCHEMA: u32 = 1;
+
+/// A release the agent is installing or has installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    /// Version.
+    pub version: String,
+    /// Manifest serial it came with (0 for offline installs).
+    pub serial: u64,
+    /// SHA-256 of the artifact.
+    pub sha256: String,
+    /// Size of the artifact.
+    pub size: u64,
+    /// Directory under `versions/`.
+    pub dir: String,
+}
+
+impl Release {
+    /// `<version>-<first 12 hex digits>`: the directory under `versions/`.
+    pub fn dir_name(version: &str, sha256: &str) -> String {
+        format!("{version}-{}", &sha256[..12.min(sha256.len())])
+    }
+}
+
+/// Where an update stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    /// Nothing in progress.
+    Idle,
+    /// Downloading `target` into the downloads directory.
+    Downloading {
+        /// What is being fetched.
+        target: Release,
+    },
+    /// `target` is verified and stored under `versions/`, not yet current.
+    Verified {
+        /// The verified release.
+        target: Release,
+    },
+    /// `current` points at `target`; the unit still runs the old binary.
+    Installed {
+        /// The new current release.
+        target: Release,
+    },
+    /// The unit is being restarted onto `target`.
+    Restarting {
+        /// The release being started.
+        target: Release,
+    },
+    /// `target` runs and is being watched.
+    Probation {
+        /// The release on probation.
+        target: Release,
+    },
+    /// `target` failed; `current` is being put back to the previous release.
+    RollingBack {
+        /// The failed release.
+        target: Release,
+        /// Why it failed.
+        reason: String,
+    },
+    /// Even the previous release is unhealthy: the agent stops acting.
+    Hold {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Phase {
+    /// The stable name shown in `status` and the journal.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Downloading { .. } => "downloading",
+            Phase::Verified { .. } => "verified",
+            Phase::Installed { .. } => "installed",
+            Phase::Restarting { .. } => "restarting",
+            Phase::Probation { .. } => "probation",
+            Phase::RollingBack { .. } => "rolling_back",
+            Phase::Hold { .. } => "hold",
+        }
+    }
+}
+
+/// A release that must not be installed again until a higher serial appears.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Denied {
+    /// Its version.
+    pub version: String,
+    /// Its artifact's SHA-256.
+    pub sha256: String,
+    /// The serial it came with.
+    pub serial: u64,
+    /// Why it was denied.
+    pub reason: String,
+}
+
+/// The outcome of the last update attempt, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastResult {
+    /// Unix seconds.
+    pub at: u64,
+    /// `committed`, `rolled_back`, `refused`, `hold`, `error`, `up_to_date`.
+    pub outcome: String,
+    /// Version concerned, if any.
+    pub version: Option<String>,
+    /// Details.
+    pub message: String,
+}
+
+/// Everything persisted about one app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppState {
+    /// Schema.
+    pub schema: u32,
+    /// App name.
+    pub app: String,
+    /// What `current` points at.
+    pub current: Option<Release>,
+    /// What `previous` points at.
+    pub previous: Option<Release>,
+    /// Highest manifest serial accepted (replay protection).
+    pub last_serial: u64,
+    /// Newest `published_at` seen: a clock before it is unset (boards boot in 1970).
+    pub last_published_at: u64,
+    /// ETag of the last manifest fetched.
+    pub etag: Option<String>,
+    /// Releases not to retry.
+    pub denied: Vec<Denied>,
+    /// The update in progress.
+    #[serde(flatten)]
+    pub phase: Phase,
+    /// Attempts at the current target (survives reboots).
+    pub attempts: u32,
+    /// The last outcome.
+    pub last_result: Option<LastResult>,
+}
+
+/// Events that move the machine.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// A download of `target` starts.
+    StartDownload(Release),
+    /// The download is complete and verified and stored.
+    Verified,
+    /// `current` now points at the target.
+    Swapped,
+    /// The restart job was issued.
+    Restarting,
+    /// The restart finished; probation starts.
+    Started,
+    /// Probation passed.
+    Healthy,
+    /// The target failed.
+    Unhealthy(String),
+    /// The previous release runs healthy again.
+    RolledBack,
+    /// The previous release is unhealthy too.
+    PreviousUnhealthy(String),
+    /// Abandon the attempt without touching `current` (refused download etc.).
+    Abandon,
+    /// Leave `hold` on an operator's command (install or rollback).
+    Release,
+    /// An operator asks to go back to the previous release.
+    OperatorRollback,
+}
+
+/// A transition that the current phase does not allow.
+#[derive(Debug, thiserror::Error)]
+#[error("state `{phase}` does not allow step {step}")]
+pub struct IllegalTransition {
+    phase: &'static str,
+    step: String,
+}
+
+impl AppState {
+    /// The state of an app the agent has never touched.
+    pub fn new(app: &str) -> Self {
+        Self {
+            schema: STATE_SCHEMA,
+            app: app.to_owned(),
+            current: None,
+            previous: None,
+            last_serial: 0,
+            last_published_at: 0,
+            etag: None,
+            denied: Vec::new(),
+            phase: Phase::Idle,
+            attempts: 0,
+            last_result: None,
+        }
+    }
+
+    /// Whether this release is on the deny list.
+    pub fn is_denied(&self, sha256: &str, serial: u64) -> bool {
+        self.denied
+            .iter()
+            .any(|d| d.sha256 == sha256 && d.serial >= serial)
+    }
+
+    /// Applies `step`, returning the new state (the caller persists it).
+    pub fn apply(&self, step: Step) -> Result<AppState, IllegalTransition> {
+        let mut next = self.clone();
+        let illegal = || IllegalTransition {
+            phase: self.phase.name(),
+            step: format!("{step:?}"),
+        };
+        next.phase = match (&self.phase, step.clone()) {
+            (Phase::Idle, Step::StartDownload(target)) => {
+                next.attempts += 1;
+                Phase::Downloading { target }
+            }
+            (Phase::Downloading { target }, Step::Verified) => Phase::Verified {
+                target: target.clone(),
+            },
+            (Phase::Downloading { .. } | Phase::Verified { .. }, Step::Abandon) => Phase::Idle,
+            (Phase::Verified { target }, Step::Swapped) => {
+                next.previous = self.current.clone();
+                next.current = Some(target.clone());
+                Phase::Installed {
+                    target: target.clone(),
+                }
+            }
+            (Phase::Installed { target } | Phase::Restarting { target }, Step::Restarting) => {
+                Phase::Restarting {
+                    target: target.clone(),
+                }
+            }
+            (Phase::Restarting { target } | Phase::Probation { target }, Step::Started) => {
+                Phase::Probation {
+                    target: target.clone(),
+                }
+            }
+            (Phase::Probation { target }, Step::Healthy) => {
+                if target.serial > next.last_serial {
+                    next.last_serial = target.serial;
+                }
+                next.attempts = 0;
+                Phase::Idle
+            }
+            (
+                Phase::Installed { target }
+                | Phase::Restarting { target }
+                | Phase::Probation { target },
+                Step::Unhealthy(reason),
+            ) => Phase::RollingBack {
+                target: target.clone(),
+                reason,
+            },
+            (Phase::RollingBack { target, reason }, Step::RolledBack) => {
+                next.denied.push(Denied {
+                    version: target.version.clone(),
+                    sha256: target.sha256.clone(),
+                    serial: target.serial,
+                    reason: reason.clone(),
+                });
+                // `current` goes back to what `previous` was.
+                next.current = self.previous.clone();
+                next.attempts = 0;
+                Phase::Idle
+            }
+            (Phase::RollingBack { target, .. }, Step::PreviousUnhealthy(reason)) => {
+                next.denied.push(Denied {
+                    version: target.version.clone(),
+                    sha256: target.sha256.clone(),
+                    serial: target.serial,
+                    reason: reason.clone(),
+                });
+                next.current = self.previous.clone();
+                Phase::Hold { reason }
+            }
+            (Phase::Hold { .. }, Step::Release) => Phase::Idle,
+            (Phase::Idle | Phase::Hold { .. }, Step::OperatorRollback) => match &self.current {
+                Some(current) if self.previous.is_some() => Phase::RollingBack {
+                    target: current.clone(),
+                    reason: "rolled back by the operator".into(),
+                },
+                _ => return Err(illegal()),
+            },
+            (
+                Phase::Idle
+                | Phase::Downloading { .. }
+                | Phase::Verified { .. }
+                | Phase::Installed { .. }
+                | Phase::Restarting { .. }
+                | Phase::Probation { .. }
+                | Phase::RollingBack { .. }
+                | Phase::Hold { .. },
+                _,
+            ) => return Err(illegal()),
+        };
+        Ok(next)
+    }
+
+    /// Reads `state.json`; a missing file is a fresh state.
+    pub fn load(path: &Path, app: &str) -> Result<Self> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let s: Self = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("state file `{}` is corrupt", path.display()))?;
+                if s.schema != STATE_SCHEMA || s.app != app {
+                    anyhow::bail!(
+                        "state file `{}` is for another app or schema",
+                        path.display()
+                    );
+                }
+                Ok(s)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::new(app)),
+            Err(e) => Err(e).with_context(|| format!("cannot read `{}`", path.display())),
+        }
+    }
+
+    /// Writes `state.json` durably (never half-written).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("state holds only plain values");
+        bytes.push(b'\n');
+        ferry_fsutil::write_atomic(path, &bytes, 0o644)
+            .with_context(|| format!("cannot write `{}`", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rel(v: &str, serial: u64) -> Release {
+        let sha = format!("{:0>64}", serial);
+        Release {
+            version: v.into(),
+            serial,
+            dir: Release::dir_name(v, &sha),
+            sha256: sha,
+            size: 1,
+        }
+    }
+
+    #[test]
+    fn happy_path_commits_and_records_serial() {
+        let s = AppState::new("a");
+        let s = s.apply(Step::StartDownload(rel("1", 1))).unwrap();
+        let s = s.apply(Step::Verified).unwrap();
+        let s = s.apply(Step::Swapped).unwrap();
+        assert_eq!(s.current.as_ref().unwrap().version, "1");
+        let s = s
+            .apply(Step::Restarting)
+            .unwrap()
+            .apply(Step::Started)
+            .unwrap();
+        let s = s.apply(Step::Healthy).unwrap();
+        assert_eq!(
+            (s.phase.clone(), s.last_serial, s.attempts),
+            (Phase::Idle, 1, 0)
+        );
+    }
+
+    #[test]
+    fn failure_rolls_back_and_denies() {
+        let mut s = AppState::new("a");
+        for (v, serial) in [("1", 1), ("2", 2)] {
+            s = s.apply(Step::StartDownload(rel(v, serial))).unwrap();
+            s = s
+                .apply(Step::Verified)
+                .unwrap()
+                .apply(Step::Swapped)
+                .unwrap();
+            s = s
+                .apply(Step::Restarting)
+                .unwrap()
+                .apply(Step::Started)
+                .unwrap();
+            if v == "1" {
+                s = s.apply(Step::Healthy).unwrap();
+            }
+        }
+        let s = s.apply(Step::Unhealthy("exit 3".into())).unwrap();
+        let back = s.apply(Step::RolledBack).unwrap();
+        assert_eq!(back.current.as_ref().unwrap().version, "1");
+        assert!(back.is_denied(&rel("2", 2).sha256, 2));
+        assert!(
+            !back.is_denied(&rel("2", 2).sha256, 3),
+            "a higher serial may retry"
+        );
+        let hold = s.apply(Step::PreviousUnhealthy("also bad".into())).unwrap();
+        assert!(matches!(hold.phase, Phase::Hold { .. }));
+        assert!(
+            hold.apply(Step::StartDownload(rel("3", 3))).is_err(),
+            "hold does not flap"
+        );
+        assert!(matches!(
+            hold.apply(Step::Release).unwrap().phase,
+            Phase::Idle
+        ));
+    }
+
+    #[test]
+    fn illegal_steps_are_errors_and_state_round_trips() {
+        let s = AppState::new("a");
+        assert!(s.apply(Step::Swapped).is_err());
+        assert!(s.apply(Step::Healthy).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.json");
+        let s = s.apply(Step::StartDownload(rel("1", 1))).unwrap();
+        s.save(&p).unwrap();
+        assert_eq!(AppState::load(&p, "a").unwrap(), s);
+        assert!(AppState::load(&p, "b").is_err());
+        std::fs::write(&p, "{").unwrap();
+        assert!(AppState::load(&p, "a").is_err());
+    }
+}

@@ -1,0 +1,664 @@
+//! The update driver: one pass over one app. It resumes whatever a crash
+//! interrupted (by the phase persisted in `state.json`), then polls the
+//! repository and carries a new release through download → verify → store →
+//! pre-extract → swap → restart → probation → commit, or → roll back → hold.
+//! Every step is persisted before the next irreversible act, and each step is
+//! safe to repeat, which is what makes resuming correct.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context as _, Result};
+use ferry_format::manifest::{ArtifactKind, Manifest};
+
+use crate::config::{AppSettings, Settings};
+use crate::health;
+use crate::journal::{self, Event};
+use crate::repo::{ManifestFetch, RepoClient};
+use crate::state::{AppState, LastResult, Phase, Release, Step};
+use crate::store::Store;
+use crate::systemd::{JobOutcome, UnitManager};
+use crate::verify;
+
+/// What one pass did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing new.
+    UpToDate,
+    /// A new release is running.
+    Committed(String),
+    /// The new release failed and the previous one runs again.
+    RolledBack(String),
+    /// A release was refused before touching anything.
+    Refused(String),
+    /// A release was skipped (deny list, rollout).
+    Skipped(String),
+    /// The agent is in hold and does nothing.
+    Hold(String),
+}
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The agent: settings, systemd, the repository.
+pub struct Agent<U: UnitManager> {
+    /// Validated settings.
+    pub settings: Settings,
+    /// systemd.
+    pub units: U,
+    /// The repository.
+    pub repo: RepoClient,
+}
+
+/// One app's working set during a pass.
+struct Job<'a> {
+    app: &'a AppSettings,
+    store: Store,
+    state: AppState,
+}
+
+impl Job<'_> {
+    /// Applies a step and persists the result before anything else happens.
+    fn step(&mut self, step: Step) -> Result<()> {
+        let next = self.state.apply(step)?;
+        next.save(&self.store.state_path())?;
+        self.state = next;
+        Ok(())
+    }
+
+    fn finish(&mut self, outcome: &str, version: Option<&str>, message: &str) -> Result<()> {
+        self.state.last_result = Some(LastResult {
+            at: now(),
+            outcome: outcome.to_owned(),
+            version: version.map(str::to_owned),
+            message: message.to_owned(),
+        });
+        self.state.save(&self.store.state_path())
+    }
+}
+
+fn release_of(m: &Manifest) -> Release {
+    Release {
+        version: m.version.clone(),
+        serial: m.serial,
+        sha256: m.artifact.sha256.clone(),
+        size: m.artifact.size,
+        dir: Release::dir_name(&m.version, &m.artifact.sha256),
+    }
+}
+
+impl<U: UnitManager> Agent<U> {
+    /// One pass over `app`: resume, then check for an update.
+    pub async fn check_app(&self, app: &AppSettings) -> Result<Outcome> {
+        let store = Store::open(&self.settings.state_dir, &app.name)?;
+        let _lock = store.lock()?;
+        let state = AppState::load(&store.state_path(), &app.name)?;
+        let mut job = Job { app, store, state };
+        if let Some(outcome) = self.resume(&mut job).await? {
+            return Ok(outcome);
+        }
+        self.poll(&mut job).await
+    }
+
+    /// Finishes what a crash interrupted. `Some` ends the pass.
+    async fn resume(&self, job: &mut Job<'_>) -> Result<Option<Outcome>> {
+        match job.state.phase.clone() {
+            Phase::Idle => Ok(None),
+            Phase::Hold { reason } => Ok(Some(Outcome::Hold(reason))),
+            Phase::Downloading { .. } => {
+                // The partial download stays; the next fetch resumes it.
+                job.step(Step::Abandon)?;
+                Ok(None)
+            }
+            Phase::Verified { target } => {
+                let ok = sha256_of(&job.store.binary_path(&target)).ok().as_deref()
+                    == Some(target.sha256.as_str());
+                if !ok {
+                    job.step(Step::Abandon)?;
+                    return Ok(None);
+                }
+                Ok(Some(self.install_verified(job, target).await?))
+            }
+            Phase::Installed { target }
+            | Phase::Restarting { target }
+            | Phase::Probation { target } => {
+                // `current` already points at target (Installed is persisted
+                // after the swap); redo the swap idempotently, then restart.
+                job.store.point("current", &target)?;
+                Ok(Some(self.restart_and_watch(job, target).await?))
+            }
+            Phase::RollingBack { target, reason } => {
+                Ok(Some(self.roll_back(job, target, reason).await?))
+            }
+        }
+    }
+
+    async fn poll(&self, job: &mut Job<'_>) -> Result<Outcome> {
+        let app = job.app;
+        journal::event(
+            Event::CheckStarted,
+            &app.name,
+            None,
+            &[("FERRY_CHANNEL", &app.channel)],
+            "checking for updates",
+        );
+        let etag = if job.state.current.is_some() {
+            job.state.etag.clone()
+        } else {
+            None
+        };
+        let (bytes, signature, etag) = match self
+            .repo
+            .fetch_manifest(&app.name, &app.channel, etag.as_deref())
+            .await?
+        {
+            ManifestFetch::NotModified => return Ok(Outcome::UpToDate),
+            ManifestFetch::Fetched {
+                manifest_bytes,
+                signature,
+                etag,
+            } => (manifest_bytes, signature, etag),
+        };
+        let m = match verify::check_manifest(
+            &bytes,
+            &signature,
+            &self.settings.trusted_keys,
+            app,
+            &job.state,
+            self.settings.max_artifact_size,
+            now(),
+        ) {
+            Ok(m) => m,
+            Err(refusal) => {
+                let msg = refusal.to_string();
+                journal::event(
+                    Event::Refused,
+                    &app.name,
+                    None,
+                    &[("FERRY_ERROR", &msg)],
+                    &format!("manifest refused: {msg}"),
+                );
+                job.finish("refused", None, &msg)?;
+                return Ok(Outcome::Refused(msg));
+            }
+        };
+        job.state.last_published_at = job.state.last_published_at.max(m.published_at);
+        let target = release_of(&m);
+        let current_sha = job.state.current.as_ref().map(|c| c.sha256.clone());
+        if current_sha.as_deref() == Some(m.artifact.sha256.as_str()) {
+            job.state.last_serial = job.state.last_serial.max(m.serial);
+            job.state.etag = etag;
+            job.state.save(&job.store.state_path())?;
+            journal::event(
+                Event::UpToDate,
+                &app.name,
+                Some(&m.version),
+                &[],
+                "up to date",
+            );
+            return Ok(Outcome::UpToDate);
+        }
+        if job.state.is_denied(&m.artifact.sha256, m.serial) {
+            let msg = format!(
+                "{} (serial {}) is on the deny list until a higher serial",
+                m.version, m.serial
+            );
+            journal::event(Event::Denied, &app.name, Some(&m.version), &[], &msg);
+            job.state.etag = etag;
+            job.state.save(&job.store.state_path())?;
+            return Ok(Outcome::Skipped(msg));
+        }
+        if !verify::in_rollout(&m, &self.settings.device_id) {
+            let msg = format!(
+                "{} is rolled out to {}%{}; this device's bucket is {}",
+                m.version,
+                m.rollout.percent,
+                if m.rollout.halted { " (halted)" } else { "" },
+                verify::bucket(&self.settings.device_id, &m.app, &m.version)
+            );
+            return Ok(Outcome::Skipped(msg));
+        }
+        journal::event(
+            Event::UpdateAvailable,
+            &app.name,
+            Some(&m.version),
+            &[("FERRY_SERIAL", &m.serial.to_string())],
+            &format!("update to {} available", m.version),
+        );
+        // The ETag is kept only once this release has a final outcome: a
+        // refused or interrupted attempt must fetch the manifest again.
+        job.state.etag = None;
+        job.step(Step::StartDownload(target.clone()))?;
+        if let Err(e) = self.download_and_store(job, &m, &target).await {
+            let msg = format!("{e:#}");
+            job.step(Step::Abandon)?;
+            if e.downcast_ref::<verify::Refusal>().is_some() {
+                journal::event(
+                    Event::Refused,
+                    &app.name,
+                    Some(&m.version),
+                    &[("FERRY_ERROR", &msg)],
+                    &format!("release refused: {msg}"),
+                );
+                job.finish("refused", Some(&m.version), &msg)?;
+                return Ok(Outcome::Refused(msg));
+            }
+            journal::event(
+                Event::Error,
+                &app.name,
+                Some(&m.version),
+                &[("FERRY_ERROR", &msg)],
+                &format!("download failed: {msg}"),
+            );
+            job.finish("error", Some(&m.version), &msg)?;
+            return Err(e);
+        }
+        job.step(Step::Verified)?;
+        journal::event(
+            Event::Verified,
+            &app.name,
+            Some(&m.version),
+            &[],
+            "release verified and stored",
+        );
+        let outcome = self.install_verified(job, target).await?;
+        if matches!(outcome, Outcome::Committed(_) | Outcome::RolledBack(_)) {
+            job.state.etag = etag;
+            job.state.save(&job.store.state_path())?;
+        }
+        Ok(outcome)
+    }
+
+    /// Download, checks, pre-extraction, storing under `versions/`.
+    async fn download_and_store(
+        &self,
+        job: &mut Job<'_>,
+        m: &Manifest,
+        target: &Release,
+    ) -> Result<()> {
+        let app = job.app;
+        let partial = job.store.partial_path(&target.sha256);
+        journal::event(
+            Event::DownloadStarted,
+            &app.name,
+            Some(&m.version),
+            &[("FERRY_SIZE", &m.artifact.size.to_string())],
+            "downloading",
+        );
+        let got = self
+            .repo
+            .download(
+                &m.artifact.path,
+                m.artifact.size,
+                &m.artifact.sha256,
+                &partial,
+            )
+            .await
+            .map_err(|e| {
+                if e.is_transient() {
+                    anyhow!(e)
+                } else {
+                    anyhow!(verify::Refusal::Artifact(e.to_string()))
+                }
+            })?;
+        if got.resumed_from > 0 {
+            journal::event(
+                Event::DownloadResumed,
+                &app.name,
+                Some(&m.version),
+                &[("FERRY_RESUMED_FROM", &got.resumed_from.to_string())],
+                "download resumed",
+            );
+        }
+        journal::event(
+            Event::Downloaded,
+            &app.name,
+            Some(&m.version),
+            &[],
+            "downloaded",
+        );
+        if let Err(r) = verify::check_artifact(
+            &partial,
+            m.artifact.kind,
+            &self.settings.trusted_keys,
+            &app.name,
+            &m.version,
+        ) {
+            let _ = std::fs::remove_file(&partial);
+            return Err(anyhow!(r));
+        }
+        let stored = job.store.store_binary(&partial, target)?;
+        let _ = std::fs::remove_file(&partial);
+        if m.artifact.kind == ArtifactKind::Ferry {
+            if let Err(e) = pre_extract(&stored, app).await {
+                let _ = std::fs::remove_dir_all(
+                    stored
+                        .parent()
+                        .expect("binary sits in its version directory"),
+                );
+                return Err(anyhow!(verify::Refusal::Artifact(format!(
+                    "cannot unpack on this device: {e:#}"
+                ))));
+            }
+            journal::event(
+                Event::Extracted,
+                &app.name,
+                Some(&m.version),
+                &[],
+                "payload extracted ahead of the swap",
+            );
+        }
+        Ok(())
+    }
+
+    /// Swap, restart, watch.
+    async fn install_verified(&self, job: &mut Job<'_>, target: Release) -> Result<Outcome> {
+        let previous = job.state.current.clone();
+        job.store.swap_to(&target, previous.as_ref())?;
+        job.step(Step::Swapped)?;
+        journal::event(
+            Event::Installed,
+            &job.app.name,
+            Some(&target.version),
+            &[(
+                "FERRY_FROM",
+                previous.as_ref().map(|p| p.version.as_str()).unwrap_or(""),
+            )],
+            &format!("current -> {}", target.dir),
+        );
+        self.restart_and_watch(job, target).await
+    }
+
+    async fn restart_and_watch(&self, job: &mut Job<'_>, target: Release) -> Result<Outcome> {
+        let app = job.app;
+        job.step(Step::Restarting)?;
+        journal::event(
+            Event::Restarting,
+            &app.name,
+            Some(&target.version),
+            &[("FERRY_UNIT", &app.unit)],
+            "restarting the unit",
+        );
+        let verdict = match self.restart(app).await {
+            Ok(started) => {
+                job.step(Step::Started)?;
+                journal::event(
+                    Event::Probation,
+                    &app.name,
+                    Some(&target.version),
+                    &[],
+                    "on probation",
+                );
+                health::probation(&self.units, &app.unit, &started, &app.health).await
+            }
+            Err(e) => Err(e),
+        };
+        match verdict {
+            Ok(()) => {
+                job.step(Step::Healthy)?;
+                journal::event(
+                    Event::Committed,
+                    &app.name,
+                    Some(&target.version),
+                    &[],
+                    &format!("{} committed", target.version),
+                );
+                job.finish(
+                    "committed",
+                    Some(&target.version),
+                    "healthy after probation",
+                )?;
+                self.prune(job);
+                Ok(Outcome::Committed(target.version))
+            }
+            Err(reason) => {
+                journal::event(
+                    Event::HealthFailed,
+                    &app.name,
+                    Some(&target.version),
+                    &[("FERRY_ERROR", &reason)],
+                    &reason,
+                );
+                job.step(Step::Unhealthy(reason.clone()))?;
+                self.roll_back(job, target, reason).await
+            }
+        }
+    }
+
+    /// Restarts the unit and returns its status right after the job.
+    async fn restart(&self, app: &AppSettings) -> Result<crate::systemd::UnitStatus, String> {
+        let outcome = self
+            .units
+            .restart(&app.unit, app.restart_timeout)
+            .await
+            .map_err(|e| format!("restart of `{}` failed: {e}", app.unit))?;
+        if outcome != JobOutcome::Done {
+            return Err(format!("restart job of `{}` ended {outcome:?}", app.unit));
+        }
+        self.units
+            .status(&app.unit)
+            .await
+            .map_err(|e| format!("cannot read `{}`: {e}", app.unit))
+    }
+
+    async fn roll_back(
+        &self,
+        job: &mut Job<'_>,
+        target: Release,
+        reason: String,
+    ) -> Result<Outcome> {
+        let app = job.app;
+        journal::event(
+            Event::RollingBack,
+            &app.name,
+            Some(&target.version),
+            &[("FERRY_ERROR", &reason)],
+            &format!("rolling back from {}", target.version),
+        );
+        let Some(previous) = job
+            .state
+            .previous
+            .clone()
+            .filter(|p| p.sha256 != target.sha256)
+        else {
+            let why = format!(
+                "{} is unhealthy ({reason}) and there is no previous version to go back to",
+                target.version
+            );
+            job.step(Step::PreviousUnhealthy(why.clone()))?;
+            journal::event(
+                Event::Hold,
+                &app.name,
+                Some(&target.version),
+                &[("FERRY_ERROR", &why)],
+                &format!("hold: {why}"),
+            );
+            job.finish("hold", Some(&target.version), &why)?;
+            return Ok(Outcome::Hold(why));
+        };
+        job.store.point("current", &previous)?;
+        let verdict = match self.restart(app).await {
+            Ok(started) => health::probation(&self.units, &app.unit, &started, &app.health).await,
+            Err(e) => Err(e),
+        };
+        match verdict {
+            Ok(()) => {
+                job.step(Step::RolledBack)?;
+                let msg = format!(
+                    "{} failed ({reason}); {} runs again",
+                    target.version, previous.version
+                );
+                journal::event(
+                    Event::RolledBack,
+                    &app.name,
+                    Some(&previous.version),
+                    &[("FERRY_FROM", &target.version), ("FERRY_ERROR", &reason)],
+                    &msg,
+                );
+                job.finish("rolled_back", Some(&target.version), &msg)?;
+                Ok(Outcome::RolledBack(msg))
+            }
+            Err(again) => {
+                let why = format!(
+                    "{} failed ({reason}) and {} is unhealthy too ({again})",
+                    target.version, previous.version
+                );
+                job.step(Step::PreviousUnhealthy(why.clone()))?;
+                journal::event(
+                    Event::Hold,
+                    &app.name,
+                    Some(&previous.version),
+                    &[("FERRY_ERROR", &why)],
+                    &format!("hold: {why}"),
+                );
+                job.finish("hold", Some(&target.version), &why)?;
+                Ok(Outcome::Hold(why))
+            }
+        }
+    }
+
+    fn prune(&self, job: &Job<'_>) {
+        match job.store.prune(job.app.keep, None) {
+            Ok(removed) if !removed.is_empty() => {
+                journal::event(
+                    Event::Pruned,
+                    &job.app.name,
+                    None,
+                    &[("FERRY_REMOVED", &removed.join(","))],
+                    &format!("pruned {}", removed.join(", ")),
+                );
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("pruning `{}` failed: {e:#}", job.app.name),
+        }
+    }
+
+    /// `ferryd install FILE`: an offline update through the same checks.
+    pub async fn install_file(&self, file: &Path) -> Result<Outcome> {
+        let mut f = std::fs::File::open(file)
+            .with_context(|| format!("cannot open `{}`", file.display()))?;
+        let c = ferry_format::Container::read_from(&mut f)
+            .with_context(|| format!("`{}`", file.display()))?;
+        let app = self.settings.app(&c.metadata.name)?;
+        verify::check_artifact(
+            file,
+            ArtifactKind::Ferry,
+            &self.settings.trusted_keys,
+            &app.name,
+            &c.metadata.version,
+        )
+        .with_context(|| format!("`{}` refused", file.display()))?;
+        let sha256 = sha256_of(file)?;
+        let store = Store::open(&self.settings.state_dir, &app.name)?;
+        let _lock = store.lock()?;
+        let state = AppState::load(&store.state_path(), &app.name)?;
+        let mut job = Job { app, store, state };
+        if let Phase::Hold { .. } = job.state.phase {
+            job.step(Step::Release)?;
+        }
+        if job.state.phase != Phase::Idle {
+            anyhow::bail!(
+                "an update of `{}` is in progress ({}); try again after it ends",
+                app.name,
+                job.state.phase.name()
+            );
+        }
+        let size = std::fs::metadata(file)?.len();
+        let target = Release {
+            version: c.metadata.version.clone(),
+            serial: job.state.last_serial,
+            dir: Release::dir_name(&c.metadata.version, &sha256),
+            sha256,
+            size,
+        };
+        job.step(Step::StartDownload(target.clone()))?;
+        let stored = job.store.store_binary(file, &target)?;
+        if let Err(e) = pre_extract(&stored, app).await {
+            job.step(Step::Abandon)?;
+            return Err(e.context("the release cannot unpack on this device"));
+        }
+        job.step(Step::Verified)?;
+        self.install_verified(&mut job, target).await
+    }
+
+    /// `ferryd rollback APP`: back to the previous release, through the same health checks.
+    pub async fn rollback(&self, app: &AppSettings) -> Result<Outcome> {
+        let store = Store::open(&self.settings.state_dir, &app.name)?;
+        let _lock = store.lock()?;
+        let state = AppState::load(&store.state_path(), &app.name)?;
+        let mut job = Job { app, store, state };
+        job.step(Step::OperatorRollback).map_err(|e| {
+            anyhow!("cannot roll `{}` back: {e} (a rollback needs a current and a previous version and no update in progress)", app.name)
+        })?;
+        let Phase::RollingBack { target, reason } = job.state.phase.clone() else {
+            unreachable!("OperatorRollback leads to RollingBack")
+        };
+        self.roll_back(&mut job, target, reason).await
+    }
+}
+
+/// Runs the new binary's extraction (the launcher unpacks and exits), as the
+/// app's user into its cache, so a restart costs no unpacking and a release
+/// that cannot unpack here never becomes current.
+async fn pre_extract(binary: &Path, app: &AppSettings) -> Result<()> {
+    std::fs::create_dir_all(&app.cache_dir)
+        .with_context(|| format!("cannot create `{}`", app.cache_dir.display()))?;
+    let mut cmd = tokio::process::Command::new(binary);
+    cmd.env("FERRY_EXTRACT_ONLY", "1")
+        .env("CACHE_DIRECTORY", &app.cache_dir)
+        .env_remove("FERRY_CACHE_DIR")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if let Some(user) = &app.user {
+        let (uid, gid) = lookup_user(user)?;
+        std::os::unix::fs::chown(&app.cache_dir, Some(uid), Some(gid))?;
+        cmd.uid(uid).gid(gid);
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&app.cache_dir, std::fs::Permissions::from_mode(0o700))?;
+    let out = tokio::time::timeout(std::time::Duration::from_secs(300), cmd.output())
+        .await
+        .context("extraction took longer than 5 minutes")??;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn lookup_user(name: &str) -> Result<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").context("cannot read /etc/passwd")?;
+    passwd
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 3 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
+        })
+        .next()
+        .with_context(|| format!("user `{name}` (the app's `user`) does not exist"))
+}
+
+/// Hex SHA-256 of a file.
+pub fn sha256_of(path: &Path) -> Result<String> {
+    use sha2::{Digest as _, Sha256};
+    use std::io::Read as _;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex::encode(h.finalize()));
+        }
+        h.update(&buf[..n]);
+    }
+}

@@ -1,0 +1,198 @@
+//! A board: a real systemd sandbox set up as a device that ferryd manages —
+//! `/var/lib/ferry`, `/etc/ferry` and `/var/cache` bound to private
+//! directories, `ferryd` installed as a service from `units/ferryd.service`,
+//! and the app's unit from `units/simple_api.service`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use tempfile::TempDir;
+
+use crate::systemd::{Sandbox, SandboxOptions};
+
+/// Where ferryd's program sits inside a board.
+pub const FERRYD_INSIDE: &str = "/usr/local/sbin/ferryd";
+
+/// One board.
+pub struct Board {
+    /// The running sandbox.
+    pub sandbox: Sandbox,
+    /// Host directory bound at `/var/lib/ferry`.
+    pub state: PathBuf,
+    /// Host directory bound at `/etc/ferry`.
+    pub etc: PathBuf,
+    /// Host directory bound at `/var/cache`.
+    pub cache: PathBuf,
+    _dirs: TempDir,
+}
+
+/// What a board's agent config holds.
+pub struct AgentConfig<'a> {
+    /// Repository URL.
+    pub repository: &'a str,
+    /// Public key text (written to /etc/ferry/release.pub).
+    pub public_key: &'a str,
+    /// Extra `[[app]]` keys and top-level keys, as TOML lines.
+    pub app_extra: &'a str,
+    /// Top-level extra keys, as TOML lines.
+    pub top_extra: &'a str,
+    /// The app's port.
+    pub port: u16,
+}
+
+fn workspace_file(rel: &str) -> Result<String> {
+    let p = crate::workspace_root().join(rel);
+    std::fs::read_to_string(&p).with_context(|| format!("cannot read `{}`", p.display()))
+}
+
+impl Board {
+    /// Boots a board named `name` with `ferryd` installed but not started.
+    pub fn start(name: &str, machine_id: Option<String>) -> Result<Board> {
+        let dirs = tempfile::Builder::new().prefix("ferry-board-").tempdir()?;
+        let (state, etc, cache, bin) = (
+            dirs.path().join("state"),
+            dirs.path().join("etc"),
+            dirs.path().join("cache"),
+            dirs.path().join("bin"),
+        );
+        for d in [&state, &etc, &cache, &bin] {
+            std::fs::create_dir_all(d)?;
+        }
+        // Mount points on the host's (shared) root: empty directories.
+        for d in ["/var/lib/ferry", "/etc/ferry"] {
+            std::fs::create_dir_all(d)
+                .with_context(|| format!("cannot create mount point `{d}`"))?;
+        }
+        std::fs::copy(crate::programs::program("ferryd"), bin.join("ferryd"))?;
+        let sandbox = Sandbox::start(
+            name,
+            SandboxOptions {
+                binds: vec![
+                    (state.clone(), "/var/lib/ferry".into()),
+                    (etc.clone(), "/etc/ferry".into()),
+                    (cache.clone(), "/var/cache".into()),
+                    (bin, "/usr/local/sbin".into()),
+                ],
+                private_tmp: true,
+                private_network: false,
+                machine_id,
+            },
+        )?;
+        Ok(Board {
+            sandbox,
+            state,
+            etc,
+            cache,
+            _dirs: dirs,
+        })
+    }
+
+    /// Writes the agent config and key, and installs the units (app on `port`).
+    pub fn configure(&self, cfg: &AgentConfig<'_>) -> Result<()> {
+        std::fs::write(self.etc.join("release.pub"), cfg.public_key)?;
+        let toml = format!(
+            "repository = \"{}\"\ntrusted-keys = [\"release.pub\"]\npoll-interval = \"1s\"\npoll-jitter = \"0s\"\n{}\n\n[[app]]\nname = \"simple_api\"\nunit = \"simple_api.service\"\nprobation = \"3s\"\nkeep = 3\nhealth-url = \"http://127.0.0.1:{}/health\"\nhealth-timeout = \"2s\"\nhealth-retries = 5\n{}\n",
+            cfg.repository, cfg.top_extra, cfg.port, cfg.app_extra
+        );
+        std::fs::write(self.etc.join("agent.toml"), toml)?;
+        let agent_unit = workspace_file("units/ferryd.service")?
+            .replace("/usr/bin/ferryd", FERRYD_INSIDE)
+            .replace("RestartSec=10s", "RestartSec=1s");
+        self.sandbox.install_unit("ferryd.service", &agent_unit)?;
+        let app_unit = workspace_file("units/simple_api.service")?.replace(
+            "Environment=PORT=8000",
+            &format!("Environment=PORT={}", cfg.port),
+        );
+        self.sandbox.install_unit("simple_api.service", &app_unit)?;
+        Ok(())
+    }
+
+    /// Runs `ferryd ARGS…` inside the board (as the operator would).
+    pub fn ferryd(&self, args: &[&str]) -> Result<std::process::Output> {
+        let mut argv = vec![FERRYD_INSIDE];
+        argv.extend_from_slice(args);
+        self.sandbox.exec(&argv)
+    }
+
+    /// `ferryd status --json`.
+    pub fn status(&self) -> Result<serde_json::Value> {
+        let out = self.ferryd(&["status", "--json"])?;
+        if !out.status.success() {
+            bail!(
+                "ferryd status failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        serde_json::from_slice(&out.stdout).context("ferryd status --json printed something else")
+    }
+
+    /// The app's entry of `status --json`.
+    pub fn app_status(&self) -> Result<serde_json::Value> {
+        Ok(self.status()?["apps"][0].clone())
+    }
+
+    /// Waits until `pred` holds for the app's status, or fails with the last one.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.app_status()?;
+            if pred(&s) {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                let journal = self
+                    .sandbox
+                    .journal(&["-u", "ferryd.service", "-n", "60"])
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                bail!("timed out waiting for {what}; status: {s:#}\n--- ferryd journal ---\n{journal}");
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// The journal entries ferryd wrote with a `FERRY_EVENT`.
+    pub fn events(&self) -> Result<Vec<serde_json::Value>> {
+        Ok(self
+            .sandbox
+            .journal_json(None)?
+            .into_iter()
+            .filter(|e| e.get("FERRY_EVENT").is_some())
+            .collect())
+    }
+
+    /// How many journal entries have `FERRY_EVENT=event` (and version, if given).
+    pub fn count_events(&self, event: &str, version: Option<&str>) -> Result<usize> {
+        Ok(self
+            .events()?
+            .iter()
+            .filter(|e| {
+                e["FERRY_EVENT"] == event && version.is_none_or(|v| e["FERRY_VERSION"] == v)
+            })
+            .count())
+    }
+
+    /// Host path of the app's binary that `current` points at.
+    pub fn current_binary(&self) -> PathBuf {
+        self.state.join("simple_api/current/simple_api")
+    }
+
+    /// Host path of the app's state dir.
+    pub fn app_dir(&self) -> PathBuf {
+        self.state.join("simple_api")
+    }
+}
+
+/// Whether `path` is a complete ferry binary (parses as a container).
+pub fn is_complete_binary(path: &Path) -> bool {
+    std::fs::File::open(path)
+        .ok()
+        .and_then(|mut f| ferry_format::Container::read_from(&mut f).ok())
+        .is_some()
+}

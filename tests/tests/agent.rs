@@ -1,0 +1,572 @@
+//! `ferry publish` and `ferryd` end to end on a real systemd: nginx serves the
+//! repository, ferryd runs as a service from `units/ferryd.service` inside a
+//! sandboxed systemd, and the app runs as a systemd unit. Releases are real
+//! `ferry build`s of `examples/simple_api` (and broken variants of it).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::text;
+use ferry_tests::board::{is_complete_binary, AgentConfig, Board};
+use ferry_tests::nginx::Nginx;
+use ferry_tests::{examples, server};
+
+/// A variant of simple_api: its version, and a patch to make it misbehave.
+fn variant(version: &str, patch: Option<(&str, &str)>) -> PathBuf {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let src = examples::simple_api();
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&src)
+        .arg(dir.join("p"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let p = dir.join("p");
+    let _ = std::fs::remove_dir_all(p.join("build"));
+    let edit = |rel: &str, from: &str, to: &str| {
+        let f = p.join(rel);
+        let t = std::fs::read_to_string(&f).unwrap();
+        assert!(t.contains(from), "`{from}` not in {rel}");
+        std::fs::write(&f, t.replacen(from, to, 1)).unwrap();
+    };
+    edit(
+        "simple_api/__init__.py",
+        "__version__ = \"1.0.0\"",
+        &format!("__version__ = \"{version}\""),
+    );
+    edit(
+        "pyproject.toml",
+        "version = \"1.0.0\"",
+        &format!("version = \"{version}\""),
+    );
+    if let Some((from, to)) = patch {
+        edit("simple_api/app.py", from, to);
+    }
+    let bin = common::built(&p, &[], "simple_api").unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    bin
+}
+
+const EXITS_AT_START: (&str, &str) = (
+    "os.environ.get(\"SIMPLE_API_FAIL_AT_START\") == \"1\"",
+    "os.environ.get(\"SIMPLE_API_FAIL_AT_START\", \"1\") == \"1\"",
+);
+const CRASH_LOOPS: (&str, &str) = (
+    "def serve():\n    \"\"\"Serves the API with werkzeug's threaded server until a signal ends it.\"\"\"\n",
+    "def serve():\n    \"\"\"Serves the API with werkzeug's threaded server until a signal ends it.\"\"\"\n    import threading\n    threading.Timer(1.0, lambda: os._exit(1)).start()\n",
+);
+const ANSWERS_500: (&str, &str) = (
+    "os.environ.get(\"SIMPLE_API_HEALTH_STATUS\", \"200\")",
+    "os.environ.get(\"SIMPLE_API_HEALTH_STATUS\", \"500\")",
+);
+
+/// A repository served by nginx, a signing key, and helpers to publish.
+struct Repo {
+    dir: tempfile::TempDir,
+    nginx: Nginx,
+}
+
+impl Repo {
+    fn new() -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(common::ferry())
+            .current_dir(dir.path())
+            .args([
+                "keygen",
+                "--no-password",
+                "-s",
+                "release.key",
+                "-p",
+                "release.pub",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        std::fs::create_dir_all(dir.path().join("repo")).unwrap();
+        let nginx = Nginx::serve(&dir.path().join("repo")).unwrap();
+        Repo { dir, nginx }
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("release.key")
+    }
+
+    fn public_key(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("release.pub")).unwrap()
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    /// Signs a copy of `bin` and publishes it with extra `args`.
+    fn publish(&self, bin: &Path, args: &[&str]) {
+        let copy = self.dir.path().join("release-bin");
+        std::fs::copy(bin, &copy).unwrap();
+        let run = |a: &[&str]| {
+            let out = std::process::Command::new(common::ferry())
+                .current_dir(self.dir.path())
+                .args(a)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", text(&out));
+        };
+        run(&["sign", "release-bin", "--key", "release.key"]);
+        let mut a = vec![
+            "publish",
+            "release-bin",
+            "--repo",
+            "repo",
+            "--key",
+            "release.key",
+        ];
+        a.extend_from_slice(args);
+        run(&a);
+    }
+}
+
+fn board(repo: &Repo, name: &str, app_extra: &str) -> (Board, u16) {
+    let board = Board::start(name, None).unwrap();
+    let port = server::free_port().unwrap();
+    board
+        .configure(&AgentConfig {
+            repository: &repo.nginx.url(),
+            public_key: &repo.public_key(),
+            app_extra,
+            top_extra: "",
+            port,
+        })
+        .unwrap();
+    (board, port)
+}
+
+fn version_served(port: u16) -> Option<String> {
+    let (status, body) = server::get(&format!("http://127.0.0.1:{port}/version")).ok()?;
+    (status == 200).then(|| body.split('"').nth(3).unwrap_or("").to_owned())
+}
+
+fn current_version(s: &serde_json::Value) -> String {
+    s["current"]["version"].as_str().unwrap_or("").to_owned()
+}
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// Starts the agent and waits for v1 to be committed and served.
+fn install_v1(repo: &Repo, board: &Board, port: u16) {
+    repo.publish(&common::simple_api(), &[]);
+    let out = board
+        .sandbox
+        .systemctl(&["start", "ferryd.service"])
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    board
+        .wait_for("v1 committed", WAIT, |s| {
+            current_version(s) == "1.0.0" && s["phase"] == "idle"
+        })
+        .unwrap();
+    assert_eq!(version_served(port).as_deref(), Some("1.0.0"));
+}
+
+#[test]
+fn publish_v1_then_v2_updates_over_dbus_with_one_journal_entry_per_transition() {
+    let repo = Repo::new();
+    let (board, port) = board(&repo, "update", "");
+    install_v1(&repo, &board, port);
+    let pid_v1 = board
+        .sandbox
+        .property("simple_api.service", "MainPID")
+        .unwrap();
+
+    repo.publish(&variant("2.0.0", None), &[]);
+    let s = board
+        .wait_for("v2 committed", WAIT, |s| {
+            current_version(s) == "2.0.0" && s["phase"] == "idle"
+        })
+        .unwrap();
+    assert_eq!(version_served(port).as_deref(), Some("2.0.0"));
+    assert_eq!(s["previous"]["version"], "1.0.0");
+    assert_ne!(
+        board
+            .sandbox
+            .property("simple_api.service", "MainPID")
+            .unwrap(),
+        pid_v1,
+        "the unit was restarted"
+    );
+    assert!(is_complete_binary(&board.current_binary()));
+
+    // One structured entry per transition of the v2 update, in order.
+    let events: Vec<String> = board
+        .events()
+        .unwrap()
+        .iter()
+        .filter(|e| e["FERRY_VERSION"] == "2.0.0")
+        .map(|e| e["FERRY_EVENT"].as_str().unwrap().to_owned())
+        .collect();
+    let expected = [
+        "update_available",
+        "download_started",
+        "downloaded",
+        "extracted",
+        "verified",
+        "installed",
+        "restarting",
+        "probation",
+        "committed",
+    ];
+    let mut at = 0;
+    for want in expected {
+        let found = events[at..].iter().position(|e| e == want);
+        assert!(
+            found.is_some(),
+            "no `{want}` after position {at} in {events:?}"
+        );
+        at += found.unwrap() + 1;
+    }
+    for want in expected {
+        assert_eq!(
+            events.iter().filter(|e| *e == want).count(),
+            1,
+            "`{want}` logged more than once: {events:?}"
+        );
+    }
+    for e in board.events().unwrap() {
+        assert_eq!(e["MESSAGE_ID"].as_str().map(str::len), Some(32), "{e}");
+        assert_eq!(e["FERRY_APP"], "simple_api");
+    }
+}
+
+#[test]
+fn bad_releases_are_rolled_back_denied_and_not_retried() {
+    let repo = Repo::new();
+    let (board, port) = board(&repo, "rollback", "");
+    install_v1(&repo, &board, port);
+    for (version, patch) in [
+        ("2.0.1", EXITS_AT_START),
+        ("2.0.2", CRASH_LOOPS),
+        ("2.0.3", ANSWERS_500),
+    ] {
+        repo.publish(&variant(version, Some(patch)), &[]);
+        let s = board
+            .wait_for(&format!("{version} rolled back"), WAIT, |s| {
+                s["last_result"]["outcome"] == "rolled_back"
+                    && s["last_result"]["version"] == version
+            })
+            .unwrap();
+        assert_eq!(current_version(&s), "1.0.0");
+        assert!(
+            s["denied"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["version"] == version),
+            "{s:#}"
+        );
+        assert_eq!(
+            version_served(port).as_deref(),
+            Some("1.0.0"),
+            "v1 serves again after {version}"
+        );
+        // Several more polls: the denied release is not downloaded again.
+        std::thread::sleep(Duration::from_secs(4));
+        assert_eq!(
+            board
+                .count_events("download_started", Some(version))
+                .unwrap(),
+            1,
+            "{version} was retried"
+        );
+        assert!(board.count_events("rolled_back", Some("1.0.0")).unwrap() >= 1);
+    }
+    let human = board.ferryd(&["status"]).unwrap();
+    let out = String::from_utf8_lossy(&human.stdout);
+    assert!(out.contains("denied:") && out.contains("2.0.3"), "{out}");
+}
+
+#[test]
+fn when_the_previous_version_is_unhealthy_too_the_agent_holds() {
+    let repo = Repo::new();
+    // Health also needs a file the test removes: then every version fails.
+    let (board, port) = board(
+        &repo,
+        "hold",
+        "health-command = [\"/bin/test\", \"-e\", \"/etc/ferry/healthy\"]",
+    );
+    std::fs::write(board.etc.join("healthy"), "").unwrap();
+    install_v1(&repo, &board, port);
+    std::fs::remove_file(board.etc.join("healthy")).unwrap();
+    repo.publish(&variant("2.0.0", None), &[]);
+    let s = board
+        .wait_for("hold", WAIT, |s| s["phase"] == "hold")
+        .unwrap();
+    assert!(
+        s["hold_reason"].as_str().unwrap().contains("unhealthy too"),
+        "{s:#}"
+    );
+    assert_eq!(current_version(&s), "1.0.0");
+    assert_eq!(
+        std::fs::read_link(board.app_dir().join("current")).unwrap(),
+        Path::new("versions").join(s["current"]["dir"].as_str().unwrap())
+    );
+    // It does not flap: no further installs while in hold.
+    let installs = board.count_events("installed", None).unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(board.count_events("installed", None).unwrap(), installs);
+    assert!(board.count_events("hold", None).unwrap() >= 1);
+    let human = board.ferryd(&["status"]).unwrap();
+    assert!(String::from_utf8_lossy(&human.stdout).contains("HOLD"));
+}
+
+#[test]
+fn keep_prunes_old_versions_and_install_and_rollback_work_offline() {
+    let repo = Repo::new();
+    let (board, port) = board(&repo, "keep", "");
+    install_v1(&repo, &board, port);
+    for v in ["1.1.0", "1.2.0", "1.3.0"] {
+        repo.publish(&variant(v, None), &[]);
+        board
+            .wait_for(v, WAIT, |s| current_version(s) == v && s["phase"] == "idle")
+            .unwrap();
+    }
+    let s = board.app_status().unwrap();
+    let on_disk: Vec<String> = std::fs::read_dir(board.app_dir().join("versions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(on_disk.len(), 3, "keep = 3: {on_disk:?}");
+    assert!(on_disk.contains(&s["current"]["dir"].as_str().unwrap().to_owned()));
+    assert!(on_disk.contains(&s["previous"]["dir"].as_str().unwrap().to_owned()));
+    assert_eq!(
+        s["current_link"], s["current"]["dir"],
+        "status --json matches the disk"
+    );
+    assert_eq!(s["previous_link"], s["previous"]["dir"]);
+
+    // Operator rollback: back to 1.2.0, 1.3.0 denied.
+    board
+        .sandbox
+        .systemctl(&["stop", "ferryd.service"])
+        .unwrap();
+    let out = board.ferryd(&["rollback", "simple_api"]).unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let s = board.app_status().unwrap();
+    assert_eq!(current_version(&s), "1.2.0");
+    assert_eq!(version_served(port).as_deref(), Some("1.2.0"));
+
+    // Offline install of a signed file (as from a USB stick), same checks.
+    let file = board.etc.join("usb-2.5.0");
+    std::fs::copy(variant("2.5.0", None), &file).unwrap();
+    let out = board.ferryd(&["install", "/etc/ferry/usb-2.5.0"]).unwrap();
+    assert!(
+        !out.status.success(),
+        "an unsigned file must be refused: {}",
+        text(&out)
+    );
+    assert_eq!(current_version(&board.app_status().unwrap()), "1.2.0");
+    let sign = std::process::Command::new(common::ferry())
+        .arg("sign")
+        .arg(&file)
+        .arg("--key")
+        .arg(repo.key())
+        .output()
+        .unwrap();
+    assert!(sign.status.success(), "{}", text(&sign));
+    let out = board.ferryd(&["install", "/etc/ferry/usb-2.5.0"]).unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(current_version(&board.app_status().unwrap()), "2.5.0");
+    assert_eq!(version_served(port).as_deref(), Some("2.5.0"));
+}
+
+/// Signs `m` with `key` as `ferry publish` does and writes it into the repo.
+fn write_manifest(
+    repo: &Path,
+    m: &ferry_format::manifest::Manifest,
+    key: &ferry_format::SecretKey,
+    comment: Option<&str>,
+) {
+    let bytes = m.to_json();
+    let mut pre = ferry_format::Prehasher::new();
+    pre.update(&bytes);
+    let comment = comment
+        .map(str::to_owned)
+        .unwrap_or_else(|| m.trusted_comment().to_string());
+    let sig =
+        ferry_format::Signature::sign_prehashed(key, &pre.finish(), &comment, "test").unwrap();
+    let dir = repo.join("apps").join("simple_api");
+    std::fs::write(dir.join("stable.json.minisig"), sig.to_text()).unwrap();
+    std::fs::write(dir.join("stable.json"), bytes).unwrap();
+}
+
+#[test]
+fn hostile_repositories_are_refused_and_nothing_changes() {
+    let repo = Repo::new();
+    let (board, port) = board(&repo, "refuse", "");
+    // v1 with a high serial, so a lower one can be replayed below it.
+    repo.publish(&common::simple_api(), &["--serial", "10"]);
+    board
+        .sandbox
+        .systemctl(&["start", "ferryd.service"])
+        .unwrap();
+    board
+        .wait_for("v1 committed", WAIT, |s| {
+            current_version(s) == "1.0.0" && s["phase"] == "idle"
+        })
+        .unwrap();
+    board
+        .sandbox
+        .systemctl(&["stop", "ferryd.service"])
+        .unwrap();
+    let before_link = std::fs::read_link(board.app_dir().join("current")).unwrap();
+
+    repo.publish(&variant("2.0.0", None), &[]);
+    let manifest_path = repo.path().join("apps/simple_api/stable.json");
+    let good = ferry_format::manifest::Manifest::from_json(&std::fs::read(&manifest_path).unwrap())
+        .unwrap();
+    let good_sig =
+        std::fs::read_to_string(repo.path().join("apps/simple_api/stable.json.minisig")).unwrap();
+    let key =
+        ferry_format::SecretKey::from_text(&std::fs::read_to_string(repo.key()).unwrap(), None)
+            .unwrap();
+    let other_key = ferry_format::SecretKey::generate().unwrap();
+    let blob = repo.path().join(&good.artifact.path);
+    let blob_bytes = std::fs::read(&blob).unwrap();
+
+    type Setup<'a> = Box<dyn Fn() + 'a>;
+    let restore_blob = || std::fs::write(&blob, &blob_bytes).unwrap();
+    let cases: Vec<(&str, &str, Setup)> = vec![
+        (
+            "tampered blob",
+            "sha256",
+            Box::new(|| {
+                write_manifest(&repo.path(), &good, &key, None);
+                let mut b = blob_bytes.clone();
+                let mid = b.len() / 2;
+                b[mid] ^= 1;
+                std::fs::write(&blob, b).unwrap();
+            }),
+        ),
+        (
+            "bad manifest signature",
+            "does not match",
+            Box::new(|| {
+                restore_blob();
+                let mut m = good.clone();
+                m.notes = Some("edited after signing".into());
+                std::fs::write(&manifest_path, m.to_json()).unwrap();
+                std::fs::write(
+                    repo.path().join("apps/simple_api/stable.json.minisig"),
+                    &good_sig,
+                )
+                .unwrap();
+            }),
+        ),
+        (
+            "untrusted key",
+            "not trusted",
+            Box::new(|| write_manifest(&repo.path(), &good, &other_key, None)),
+        ),
+        (
+            "another app",
+            "this device follows",
+            Box::new(|| {
+                let mut m = good.clone();
+                m.app = "other_app".into();
+                write_manifest(&repo.path(), &m, &key, None);
+            }),
+        ),
+        (
+            "another channel",
+            "this device follows",
+            Box::new(|| {
+                let mut m = good.clone();
+                m.channel = "beta".into();
+                write_manifest(&repo.path(), &m, &key, None);
+            }),
+        ),
+        (
+            "lower serial",
+            "lower than the last accepted",
+            Box::new(|| {
+                let mut m = good.clone();
+                m.serial = 5;
+                write_manifest(&repo.path(), &m, &key, None);
+            }),
+        ),
+        (
+            "expired",
+            "expired",
+            Box::new(|| {
+                let mut m = good.clone();
+                m.published_at -= 100_000;
+                m.expires_at = m.published_at + 10;
+                write_manifest(&repo.path(), &m, &key, None);
+            }),
+        ),
+        (
+            "declared size over the limit",
+            "over the limit",
+            Box::new(|| {
+                let mut m = good.clone();
+                m.artifact.size = 1 << 40;
+                write_manifest(&repo.path(), &m, &key, None);
+            }),
+        ),
+        (
+            "blob longer than declared",
+            "declared",
+            Box::new(|| {
+                let mut m = good.clone();
+                m.artifact.size -= 100;
+                write_manifest(&repo.path(), &m, &key, None);
+            }),
+        ),
+        (
+            "signature moved onto another serial",
+            "trusted comment",
+            Box::new(|| {
+                let mut m = good.clone();
+                m.serial += 1;
+                write_manifest(
+                    &repo.path(),
+                    &m,
+                    &key,
+                    Some(&good.trusted_comment().to_string()),
+                );
+            }),
+        ),
+    ];
+    for (i, (name, needle, setup)) in cases.iter().enumerate() {
+        setup();
+        let out = board.ferryd(&["check"]).unwrap();
+        let msg = text(&out);
+        assert!(!out.status.success(), "{name}: check succeeded\n{msg}");
+        assert!(
+            msg.contains(needle),
+            "{name}: output lacks `{needle}`\n{msg}"
+        );
+        assert_eq!(
+            std::fs::read_link(board.app_dir().join("current")).unwrap(),
+            before_link,
+            "{name}: current moved"
+        );
+        assert_eq!(
+            version_served(port).as_deref(),
+            Some("1.0.0"),
+            "{name}: v1 no longer serves"
+        );
+        let s = board.app_status().unwrap();
+        assert_eq!(
+            (s["phase"].as_str(), current_version(&s).as_str()),
+            (Some("idle"), "1.0.0"),
+            "{name}"
+        );
+        assert_eq!(
+            board.count_events("refused", None).unwrap(),
+            i + 1,
+            "{name}: one refused entry each"
+        );
+    }
+}
