@@ -237,11 +237,16 @@ impl AppState {
                     target: target.clone(),
                 }
             }
-            (Phase::Installed { target } | Phase::Restarting { target }, Step::Restarting) => {
-                Phase::Restarting {
-                    target: target.clone(),
-                }
-            }
+            // After a crash in any of these, the restart and the whole
+            // probation are done again.
+            (
+                Phase::Installed { target }
+                | Phase::Restarting { target }
+                | Phase::Probation { target },
+                Step::Restarting,
+            ) => Phase::Restarting {
+                target: target.clone(),
+            },
             (Phase::Restarting { target } | Phase::Probation { target }, Step::Started) => {
                 Phase::Probation {
                     target: target.clone(),
@@ -406,6 +411,27 @@ mod tests {
         assert!(matches!(
             hold.apply(Step::Release).unwrap().phase,
             Phase::Idle
+        ));
+    }
+
+    #[test]
+    fn a_crash_during_probation_restarts_the_probation() {
+        let s = AppState::new("a")
+            .apply(Step::StartDownload(rel("1", 1)))
+            .unwrap()
+            .apply(Step::Verified)
+            .unwrap()
+            .apply(Step::Swapped)
+            .unwrap()
+            .apply(Step::Restarting)
+            .unwrap()
+            .apply(Step::Started)
+            .unwrap();
+        let again = s.apply(Step::Restarting).unwrap();
+        assert!(matches!(again.phase, Phase::Restarting { .. }));
+        assert!(matches!(
+            again.apply(Step::Started).unwrap().phase,
+            Phase::Probation { .. }
         ));
     }
 

@@ -614,13 +614,15 @@ async fn pre_extract(binary: &Path, app: &AppSettings) -> Result<()> {
         .env_remove("FERRY_CACHE_DIR")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
+    // Mode first, owner second: changing the mode of a directory root no
+    // longer owns would need CAP_FOWNER, which the unit does not grant.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&app.cache_dir, std::fs::Permissions::from_mode(0o700))?;
     if let Some(user) = &app.user {
         let (uid, gid) = lookup_user(user)?;
         std::os::unix::fs::chown(&app.cache_dir, Some(uid), Some(gid))?;
         cmd.uid(uid).gid(gid);
     }
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&app.cache_dir, std::fs::Permissions::from_mode(0o700))?;
     let out = tokio::time::timeout(std::time::Duration::from_secs(300), cmd.output())
         .await
         .context("extraction took longer than 5 minutes")??;

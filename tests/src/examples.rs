@@ -31,3 +31,50 @@ pub fn c_addon() -> PathBuf {
 
 #[cfg(test)]
 mod tests;
+
+/// A copy of `examples/simple_api` under `dest` at `version`, with `patch`
+/// (`from`, `to`) applied to `simple_api/app.py` if given: the releases the
+/// agent's tests and the demo publish.
+pub fn simple_api_variant(
+    dest: &std::path::Path,
+    version: &str,
+    patch: Option<(&str, &str)>,
+) -> anyhow::Result<PathBuf> {
+    use anyhow::{bail, Context as _};
+    let p = dest.join(format!("simple_api-{version}"));
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(simple_api())
+        .arg(&p)
+        .status()
+        .context("cannot run cp")?;
+    if !status.success() {
+        bail!("cannot copy the simple_api example to `{}`", p.display());
+    }
+    let _ = std::fs::remove_dir_all(p.join("build"));
+    let _ = std::fs::remove_dir_all(p.join("dist"));
+    let edit = |rel: &str, from: &str, to: &str| -> anyhow::Result<()> {
+        let f = p.join(rel);
+        let t = std::fs::read_to_string(&f)
+            .with_context(|| format!("cannot read `{}`", f.display()))?;
+        if !t.contains(from) {
+            bail!("`{from}` is not in `{rel}` of the simple_api example");
+        }
+        std::fs::write(&f, t.replacen(from, to, 1))?;
+        Ok(())
+    };
+    edit(
+        "simple_api/__init__.py",
+        &format!("__version__ = \"{SIMPLE_API_VERSION}\""),
+        &format!("__version__ = \"{version}\""),
+    )?;
+    edit(
+        "pyproject.toml",
+        &format!("version = \"{SIMPLE_API_VERSION}\""),
+        &format!("version = \"{version}\""),
+    )?;
+    if let Some((from, to)) = patch {
+        edit("simple_api/app.py", from, to)?;
+    }
+    Ok(p)
+}

@@ -1,15 +1,17 @@
 //! The workspace's own programs, as cargo built them for this test run.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// `target/<profile>/`, found from the running test executable
-/// (`target/<profile>/deps/<test>-<hash>`).
+/// `target/<profile>/`, found from the running executable: a test's
+/// (`target/<profile>/deps/<test>-<hash>`) or a program's (`target/<profile>/<name>`).
 pub fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable has a path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test executables live in target/<profile>/deps")
-        .to_path_buf()
+    let exe = std::env::current_exe().expect("the running executable has a path");
+    let dir = exe.parent().expect("an executable sits in a directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().unwrap_or(dir).to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// A program of the workspace; panics with the fix if it was not built.

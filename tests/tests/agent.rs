@@ -13,41 +13,11 @@ use ferry_tests::board::{is_complete_binary, AgentConfig, Board};
 use ferry_tests::nginx::Nginx;
 use ferry_tests::{examples, server};
 
-/// A variant of simple_api: its version, and a patch to make it misbehave.
+/// A release of simple_api at `version`, optionally patched to misbehave.
 fn variant(version: &str, patch: Option<(&str, &str)>) -> PathBuf {
-    let dir = tempfile::tempdir().unwrap().keep();
-    let src = examples::simple_api();
-    let status = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(&src)
-        .arg(dir.join("p"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let p = dir.join("p");
-    let _ = std::fs::remove_dir_all(p.join("build"));
-    let edit = |rel: &str, from: &str, to: &str| {
-        let f = p.join(rel);
-        let t = std::fs::read_to_string(&f).unwrap();
-        assert!(t.contains(from), "`{from}` not in {rel}");
-        std::fs::write(&f, t.replacen(from, to, 1)).unwrap();
-    };
-    edit(
-        "simple_api/__init__.py",
-        "__version__ = \"1.0.0\"",
-        &format!("__version__ = \"{version}\""),
-    );
-    edit(
-        "pyproject.toml",
-        "version = \"1.0.0\"",
-        &format!("version = \"{version}\""),
-    );
-    if let Some((from, to)) = patch {
-        edit("simple_api/app.py", from, to);
-    }
-    let bin = common::built(&p, &[], "simple_api").unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    bin
+    let dir = tempfile::tempdir().unwrap();
+    let project = examples::simple_api_variant(dir.path(), version, patch).unwrap();
+    common::built(&project, &[], "simple_api").unwrap()
 }
 
 const EXITS_AT_START: (&str, &str) = (
@@ -569,4 +539,56 @@ fn hostile_repositories_are_refused_and_nothing_changes() {
             "{name}: one refused entry each"
         );
     }
+}
+
+#[test]
+fn killing_the_agent_at_any_point_never_breaks_current() {
+    let repo = Repo::new();
+    let (board, port) = board(&repo, "sigkill", "");
+    install_v1(&repo, &board, port);
+    let state_file = board.app_dir().join("state.json");
+    // Kill the agent at spread-out moments of successive updates; systemd
+    // restarts it (Restart=on-failure) and it resumes from its state file.
+    // Alternate two releases (each publish has a higher serial, so going back
+    // to 1.0.0 is a deliberate downgrade): one extra build instead of six.
+    let v3 = variant("3.0.0", None);
+    let v1 = common::simple_api();
+    let delays_ms = [150u64, 700, 1500, 2600, 3800, 5200];
+    for (i, delay) in delays_ms.iter().enumerate() {
+        let (version, bin) = if i % 2 == 0 {
+            ("3.0.0".to_owned(), &v3)
+        } else {
+            ("1.0.0".to_owned(), &v1)
+        };
+        repo.publish(bin, &[]);
+        std::thread::sleep(Duration::from_millis(*delay));
+        let pid = board.sandbox.property("ferryd.service", "MainPID").unwrap();
+        if pid != "0" {
+            let out = board.sandbox.exec(&["kill", "-9", &pid]).unwrap();
+            assert!(out.status.success(), "{}", text(&out));
+        }
+        // Right after the kill: current is complete and verified, the state parses.
+        assert!(
+            is_complete_binary(&board.current_binary()),
+            "kill {i}: current is not a complete binary"
+        );
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+        assert!(state["phase"].is_string(), "kill {i}: {state}");
+        // The update finishes after the restart (or rolls back: it must not).
+        let s = board
+            .wait_for(&format!("{version} after kill {i}"), WAIT, |s| {
+                current_version(s) == version && s["phase"] == "idle"
+            })
+            .unwrap();
+        assert_eq!(s["last_result"]["outcome"], "committed", "{s:#}");
+        assert_eq!(version_served(port).as_deref(), Some(version.as_str()));
+    }
+    let restarts: u32 = board
+        .sandbox
+        .property("ferryd.service", "NRestarts")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(restarts >= 1, "the agent was never killed");
 }

@@ -16,6 +16,7 @@ pub mod project;
 pub mod pyz;
 pub mod settings;
 pub mod standalone;
+pub mod stdlib_zip;
 
 use std::fs::File;
 use std::io::{BufReader, IsTerminal as _};
@@ -384,6 +385,9 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     entry::write_bootstrap(&bundle, &name.value, &entry, (interp.major, interp.minor))?;
     let stdlib_rel = format!("python/lib/{}", interp.versioned_name());
     bytecode::compile(&interp, &bundle, &["site-packages", "ferry", &stdlib_rel])?;
+    if mode == Mode::Standalone {
+        stdlib_zip::zip_stdlib(&interp, &bundle)?;
+    }
 
     let output = output_path(&settings, &name.value, mode);
     let out_dir = output

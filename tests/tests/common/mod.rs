@@ -13,25 +13,7 @@ use std::process::{Command, Output};
 use anyhow::{bail, Context as _, Result};
 use sha2::{Digest as _, Sha256};
 
-/// `target/<profile>/`, where cargo put this workspace's programs.
-pub fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test>-<hash>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test executable in target/<profile>/deps")
-        .to_path_buf()
-}
-
-fn program(name: &str) -> PathBuf {
-    let p = target_dir().join(name);
-    assert!(
-        p.is_file(),
-        "`{}` is missing: build the workspace's programs first (`cargo build --workspace --bins`; scripts/test.sh does)",
-        p.display()
-    );
-    p
-}
+use ferry_tests::programs::program;
 
 /// The `ferry` packager.
 pub fn ferry() -> PathBuf {
