@@ -25,6 +25,7 @@ struct RawConfig {
     report_url: Option<String>,
     device_id: Option<String>,
     max_artifact_size: Option<u64>,
+    network_timeout: Option<String>,
     #[serde(default)]
     app: Vec<RawApp>,
 }
@@ -104,6 +105,8 @@ pub struct Settings {
     pub device_id: String,
     /// Largest artifact accepted.
     pub max_artifact_size: u64,
+    /// A server silent this long (connecting or mid-transfer) is given up on.
+    pub network_timeout: Duration,
     /// Managed apps.
     pub apps: Vec<AppSettings>,
 }
@@ -278,6 +281,11 @@ impl Settings {
             report_url: raw.report_url,
             device_id,
             max_artifact_size: raw.max_artifact_size.unwrap_or(1 << 30),
+            network_timeout: opt_duration(
+                "network-timeout",
+                &raw.network_timeout,
+                Duration::from_secs(60),
+            )?,
             apps,
         })
     }

@@ -47,8 +47,10 @@ async fn agent(settings: Settings) -> anyhow::Result<Agent<SystemdBus>> {
     let repo = RepoClient::new(RepoConfig {
         base_url: settings.repository.clone(),
         ca_file: settings.ca_file.clone(),
-        connect_timeout: std::time::Duration::from_secs(15),
-        idle_timeout: std::time::Duration::from_secs(60),
+        connect_timeout: settings
+            .network_timeout
+            .min(std::time::Duration::from_secs(15)),
+        idle_timeout: settings.network_timeout,
         max_artifact_size: settings.max_artifact_size,
     })?;
     let units = SystemdBus::system().await?;

@@ -42,6 +42,16 @@ impl Nginx {
     /// nginx's own Range support; returns once it answers. Errors name a missing
     /// nginx (`apt-get install nginx`) or show nginx's error log.
     pub fn serve(root: &Path) -> Result<Nginx> {
+        Self::serve_with(root, None)
+    }
+
+    /// Like [`Nginx::serve`], on a given port (a server that comes back where a
+    /// failing one stood, in outage tests).
+    pub fn serve_on(root: &Path, port: u16) -> Result<Nginx> {
+        Self::serve_with(root, Some(port))
+    }
+
+    fn serve_with(root: &Path, fixed_port: Option<u16>) -> Result<Nginx> {
         let nginx = tools::find("nginx", "nginx")?;
         let root = root
             .canonicalize()
@@ -55,6 +65,12 @@ impl Nginx {
                 "cannot serve `{}`: nginx config strings cannot hold `\"`, `\\` or `$`",
                 root.display()
             );
+        }
+        if let Some(port) = fixed_port {
+            return match Self::start(&nginx, &root, port) {
+                Ok(started) => Ok(started),
+                Err(Start::PortTaken(err) | Start::Failed(err)) => Err(err),
+            };
         }
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {

@@ -592,3 +592,99 @@ fn killing_the_agent_at_any_point_never_breaks_current() {
         .unwrap();
     assert!(restarts >= 1, "the agent was never killed");
 }
+
+#[test]
+fn a_failing_or_silent_server_gets_retries_and_the_agent_keeps_running() {
+    use std::io::{Read as _, Write as _};
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::Arc;
+
+    let repo = Repo::new();
+    repo.publish(&common::simple_api(), &[]);
+    // A server that answers 500 (mode 0), then accepts and never answers
+    // (mode 1), then goes away (mode 2) so nginx can take its port.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let mode = Arc::new(AtomicU8::new(0));
+    let requests = Arc::new(AtomicU8::new(0));
+    let (m, r) = (mode.clone(), requests.clone());
+    let fault = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while m.load(Ordering::SeqCst) < 2 {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    s.set_nonblocking(false).unwrap();
+                    let mut buf = [0u8; 2048];
+                    let _ = s.read(&mut buf);
+                    if m.load(Ordering::SeqCst) == 0 {
+                        let _ = s.write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    } else {
+                        held.push(s);
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    let board = Board::start("outage", None).unwrap();
+    let app_port = server::free_port().unwrap();
+    board
+        .configure(&AgentConfig {
+            repository: &format!("http://127.0.0.1:{port}"),
+            public_key: &repo.public_key(),
+            app_extra: "",
+            top_extra: "network-timeout = \"2s\"",
+            port: app_port,
+        })
+        .unwrap();
+    board
+        .sandbox
+        .systemctl(&["start", "ferryd.service"])
+        .unwrap();
+    let errors_after = |secs: u64| {
+        std::thread::sleep(Duration::from_secs(secs));
+        assert_eq!(
+            board
+                .sandbox
+                .property("ferryd.service", "ActiveState")
+                .unwrap(),
+            "active"
+        );
+        assert_eq!(
+            board
+                .sandbox
+                .property("ferryd.service", "NRestarts")
+                .unwrap(),
+            "0"
+        );
+        board.count_events("error", None).unwrap()
+    };
+    let after_500s = errors_after(5);
+    assert!(
+        after_500s >= 2,
+        "the agent retries after 500s ({after_500s} errors logged)"
+    );
+    mode.store(1, Ordering::SeqCst);
+    let before = requests.load(Ordering::SeqCst);
+    let after_silence = errors_after(8);
+    assert!(
+        after_silence > after_500s,
+        "a silent server ends in a timeout and a retry"
+    );
+    assert!(
+        requests.load(Ordering::SeqCst) > before + 1,
+        "the agent tried again after the silence"
+    );
+    mode.store(2, Ordering::SeqCst);
+    fault.join().unwrap();
+    // The server comes back: the agent installs v1 on its own.
+    let _nginx = Nginx::serve_on(&repo.path(), port).unwrap();
+    board
+        .wait_for("v1 after the outage", WAIT, |s| {
+            current_version(s) == "1.0.0" && s["phase"] == "idle"
+        })
+        .unwrap();
+    assert_eq!(version_served(app_port).as_deref(), Some("1.0.0"));
+}
