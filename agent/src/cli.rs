@@ -42,6 +42,13 @@ pub enum Command {
         /// The signed ferry binary.
         file: PathBuf,
     },
+    /// Follow another channel (e.g. `beta`) for an app, from the next poll.
+    Switch {
+        /// The app.
+        app: String,
+        /// The channel to follow.
+        channel: String,
+    },
     /// Go back to the previous version of an app and mark the current one bad.
     Rollback {
         /// The app.

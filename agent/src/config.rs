@@ -26,6 +26,7 @@ struct RawConfig {
     device_id: Option<String>,
     max_artifact_size: Option<u64>,
     network_timeout: Option<String>,
+    rollout_wariness: Option<Wariness>,
     #[serde(default)]
     app: Vec<RawApp>,
 }
@@ -45,6 +46,19 @@ struct RawApp {
     health_retries: Option<u32>,
     cache_dir: Option<PathBuf>,
     user: Option<String>,
+}
+
+/// Where a device stands in phased rollouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Wariness {
+    /// Takes every release as soon as any share of the fleet may (percent > 0).
+    Canary,
+    /// Takes a release when its bucket is below the percentage.
+    #[default]
+    Normal,
+    /// Takes a release only once it goes to everyone (100 %).
+    Cautious,
 }
 
 /// How the agent checks an app after a restart.
@@ -107,6 +121,8 @@ pub struct Settings {
     pub max_artifact_size: u64,
     /// A server silent this long (connecting or mid-transfer) is given up on.
     pub network_timeout: Duration,
+    /// Canary, normal or cautious in phased rollouts.
+    pub wariness: Wariness,
     /// Managed apps.
     pub apps: Vec<AppSettings>,
 }
@@ -286,6 +302,7 @@ impl Settings {
                 &raw.network_timeout,
                 Duration::from_secs(60),
             )?,
+            wariness: raw.rollout_wariness.unwrap_or_default(),
             apps,
         })
     }

@@ -6,6 +6,7 @@ pub mod health;
 pub mod journal;
 pub mod notify;
 pub mod repo;
+pub mod report;
 pub mod service;
 pub mod state;
 pub mod status;

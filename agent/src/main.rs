@@ -54,10 +54,18 @@ async fn agent(settings: Settings) -> anyhow::Result<Agent<SystemdBus>> {
         max_artifact_size: settings.max_artifact_size,
     })?;
     let units = SystemdBus::system().await?;
+    let reports = match &settings.report_url {
+        Some(_) => Some(ferryd::report::ReportQueue::open(
+            &settings.state_dir,
+            ferryd::report::DEFAULT_MAX_ENTRIES,
+        )?),
+        None => None,
+    };
     Ok(Agent {
         settings,
         units,
         repo,
+        reports,
     })
 }
 
@@ -101,6 +109,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             for a in &apps {
                 ok &= report(&a.name, &agent.check_app(a).await?);
             }
+            agent.flush_reports().await;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
@@ -110,16 +119,25 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Install { file } => {
             let agent = agent(settings).await?;
             let outcome = agent.install_file(&file).await?;
+            agent.flush_reports().await;
             Ok(if report(&file.display().to_string(), &outcome) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             })
         }
+        Command::Switch { app, channel } => {
+            let agent = agent(settings).await?;
+            let a = agent.settings.app(&app)?.clone();
+            agent.switch_channel(&a, &channel)?;
+            println!("{app}: following channel `{channel}` from the next poll");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Rollback { app } => {
             let agent = agent(settings).await?;
             let a = agent.settings.app(&app)?.clone();
             let outcome = agent.rollback(&a).await?;
+            agent.flush_reports().await;
             println!("{app}: {outcome:?}");
             Ok(if matches!(outcome, Outcome::RolledBack(_)) {
                 ExitCode::SUCCESS

@@ -67,6 +67,7 @@ pub async fn run<U: UnitManager>(agent: Agent<U>) -> Result<()> {
                 }
             }
         }
+        agent.flush_reports().await;
         errors = if failed { errors.saturating_add(1) } else { 0 };
         let base = agent.settings.poll_interval;
         let delay = if errors == 0 {

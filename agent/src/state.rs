@@ -141,6 +141,9 @@ pub struct AppState {
     pub last_published_at: u64,
     /// ETag of the last manifest fetched.
     pub etag: Option<String>,
+    /// Channel followed instead of the configured one (`ferryd switch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// Releases not to retry.
     pub denied: Vec<Denied>,
     /// The update in progress.
@@ -200,6 +203,7 @@ impl AppState {
             last_serial: 0,
             last_published_at: 0,
             etag: None,
+            channel: None,
             denied: Vec::new(),
             phase: Phase::Idle,
             attempts: 0,

@@ -20,7 +20,7 @@ pub fn collect(settings: &Settings) -> Result<serde_json::Value> {
         };
         apps.push(json!({
             "app": app.name,
-            "channel": app.channel,
+            "channel": state.channel.clone().unwrap_or_else(|| app.channel.clone()),
             "unit": app.unit,
             "phase": state.phase.name(),
             "hold_reason": reason,

@@ -53,6 +53,8 @@ pub struct Agent<U: UnitManager> {
     pub units: U,
     /// The repository.
     pub repo: RepoClient,
+    /// Reports waiting for the collector, when `report-url` is set.
+    pub reports: Option<crate::report::ReportQueue>,
 }
 
 /// One app's working set during a pass.
@@ -60,6 +62,8 @@ struct Job<'a> {
     app: &'a AppSettings,
     store: Store,
     state: AppState,
+    /// Where the outcome is reported, and as which device.
+    reports: Option<(&'a crate::report::ReportQueue, &'a str)>,
 }
 
 impl Job<'_> {
@@ -78,7 +82,29 @@ impl Job<'_> {
             version: version.map(str::to_owned),
             message: message.to_owned(),
         });
-        self.state.save(&self.store.state_path())
+        self.state.save(&self.store.state_path())?;
+        if let Some((queue, device_id)) = self.reports {
+            // What ran before the attempt: after a commit that is `previous`.
+            let before = if outcome == "committed" {
+                &self.state.previous
+            } else {
+                &self.state.current
+            };
+            let report = crate::report::ReportQueue::new_report(
+                device_id,
+                &self.app.name,
+                &self.app.channel,
+                before.as_ref().map(|r| r.version.as_str()),
+                version,
+                outcome,
+                (outcome != "committed").then_some(message),
+                None,
+            );
+            if let Err(e) = queue.enqueue(&report) {
+                log::warn!("cannot queue the report of `{}`: {e:#}", self.app.name);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -98,7 +124,21 @@ impl<U: UnitManager> Agent<U> {
         let store = Store::open(&self.settings.state_dir, &app.name)?;
         let _lock = store.lock()?;
         let state = AppState::load(&store.state_path(), &app.name)?;
-        let mut job = Job { app, store, state };
+        // `ferryd switch` overrides the configured channel.
+        let mut followed = app.clone();
+        if let Some(channel) = &state.channel {
+            followed.channel = channel.clone();
+        }
+        let app = &followed;
+        let mut job = Job {
+            app,
+            store,
+            state,
+            reports: self
+                .reports
+                .as_ref()
+                .map(|q| (q, self.settings.device_id.as_str())),
+        };
         if let Some(outcome) = self.resume(&mut job).await? {
             return Ok(outcome);
         }
@@ -213,7 +253,7 @@ impl<U: UnitManager> Agent<U> {
             job.state.save(&job.store.state_path())?;
             return Ok(Outcome::Skipped(msg));
         }
-        if !verify::in_rollout(&m, &self.settings.device_id) {
+        if !verify::in_rollout(&m, &self.settings.device_id, self.settings.wariness) {
             let msg = format!(
                 "{} is rolled out to {}%{}; this device's bucket is {}",
                 m.version,
@@ -557,7 +597,15 @@ impl<U: UnitManager> Agent<U> {
         let store = Store::open(&self.settings.state_dir, &app.name)?;
         let _lock = store.lock()?;
         let state = AppState::load(&store.state_path(), &app.name)?;
-        let mut job = Job { app, store, state };
+        let mut job = Job {
+            app,
+            store,
+            state,
+            reports: self
+                .reports
+                .as_ref()
+                .map(|q| (q, self.settings.device_id.as_str())),
+        };
         if let Phase::Hold { .. } = job.state.phase {
             job.step(Step::Release)?;
         }
@@ -586,12 +634,47 @@ impl<U: UnitManager> Agent<U> {
         self.install_verified(&mut job, target).await
     }
 
+    /// Sends queued reports to `report-url`, if set; failures leave them
+    /// queued for the next try.
+    pub async fn flush_reports(&self) {
+        let (Some(queue), Some(url)) = (&self.reports, &self.settings.report_url) else {
+            return;
+        };
+        if let Err(e) = queue.flush(&crate::report::client(), url).await {
+            log::warn!("reports stay queued: {e}");
+        }
+    }
+
+    /// `ferryd switch APP CHANNEL`: follow another channel from the next poll.
+    /// Serials count per channel, so the replay floor starts again from the
+    /// new channel's first manifest.
+    pub fn switch_channel(&self, app: &AppSettings, channel: &str) -> Result<()> {
+        if !ferry_format::container::is_valid_name(channel) {
+            anyhow::bail!("`{channel}` is not a valid channel name");
+        }
+        let store = Store::open(&self.settings.state_dir, &app.name)?;
+        let _lock = store.lock()?;
+        let mut state = AppState::load(&store.state_path(), &app.name)?;
+        state.channel = (channel != app.channel).then(|| channel.to_owned());
+        state.last_serial = 0;
+        state.etag = None;
+        state.save(&store.state_path())
+    }
+
     /// `ferryd rollback APP`: back to the previous release, through the same health checks.
     pub async fn rollback(&self, app: &AppSettings) -> Result<Outcome> {
         let store = Store::open(&self.settings.state_dir, &app.name)?;
         let _lock = store.lock()?;
         let state = AppState::load(&store.state_path(), &app.name)?;
-        let mut job = Job { app, store, state };
+        let mut job = Job {
+            app,
+            store,
+            state,
+            reports: self
+                .reports
+                .as_ref()
+                .map(|q| (q, self.settings.device_id.as_str())),
+        };
         job.step(Step::OperatorRollback).map_err(|e| {
             anyhow!("cannot roll `{}` back: {e} (a rollback needs a current and a previous version and no update in progress)", app.name)
         })?;

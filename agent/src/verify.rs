@@ -12,7 +12,7 @@ use ferry_format::manifest::{ArtifactKind, Manifest};
 use ferry_format::{Container, Prehasher, PublicKey, Signature};
 use sha2::{Digest as _, Sha256};
 
-use crate::config::AppSettings;
+use crate::config::{AppSettings, Wariness};
 use crate::state::AppState;
 
 /// Why a release was refused.
@@ -140,14 +140,22 @@ pub fn check_manifest(
     Ok(m)
 }
 
-/// Whether this device takes the release under the rollout: the documented
-/// bucket (first 8 bytes of SHA-256 of `device_id:app:version`, big-endian,
-/// modulo 100) below the percentage, and the rollout not halted.
-pub fn in_rollout(m: &Manifest, device_id: &str) -> bool {
-    !m.rollout.halted && bucket(device_id, &m.app, &m.version) < u64::from(m.rollout.percent)
+/// Whether this device takes the release under the rollout: not halted, and
+/// the device's bucket (see [`bucket`]) below the percentage — a canary counts
+/// as bucket 0 (first), a cautious device as bucket 99 (last, at 100 % only).
+pub fn in_rollout(m: &Manifest, device_id: &str, wariness: Wariness) -> bool {
+    let b = match wariness {
+        Wariness::Canary => 0,
+        Wariness::Normal => bucket(device_id, &m.app, &m.version),
+        Wariness::Cautious => 99,
+    };
+    !m.rollout.halted && b < u64::from(m.rollout.percent)
 }
 
-/// The device's stable bucket, 0–99, for an app's version.
+/// The device's stable bucket, 0–99, for an app's version: the first 8 bytes
+/// of SHA-256(`<device_id>:<app>:<version>`) as a big-endian integer, modulo
+/// 100. Documented in docs/repository.md so anyone can compute which devices
+/// a percentage reaches; SHA-256 does not change between Rust releases.
 pub fn bucket(device_id: &str, app: &str, version: &str) -> u64 {
     let digest = Sha256::digest(format!("{device_id}:{app}:{version}").as_bytes());
     let mut first = [0u8; 8];
@@ -186,6 +194,31 @@ pub fn check_artifact(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The simulation docs/repository.md reports: 10,000 machine-id-like
+    /// device ids, the share of them each percentage reaches.
+    #[test]
+    fn ten_thousand_devices_land_within_one_percent() {
+        let ids: Vec<String> = (0..10_000u64)
+            .map(|i| hex::encode(&Sha256::digest(format!("device-{i}").as_bytes())[..16]))
+            .collect();
+        for version in ["1.0.0", "2.0.0"] {
+            let mut line = format!("version {version}:");
+            for percent in [1u64, 5, 10, 25, 50, 75, 90, 99] {
+                let reached = ids
+                    .iter()
+                    .filter(|id| bucket(id, "simple_api", version) < percent)
+                    .count();
+                let share = reached as f64 / 100.0;
+                line.push_str(&format!(" {percent}%→{share:.2}%"));
+                assert!(
+                    (share - percent as f64).abs() <= 1.0,
+                    "{percent}% reached {share}%"
+                );
+            }
+            println!("{line}");
+        }
+    }
 
     #[test]
     fn buckets_are_stable_and_spread() {

@@ -49,6 +49,18 @@ pub enum Command {
     /// one above the channel's last. Serve the directory with any static HTTP
     /// server; see docs/repository.md.
     Publish(PublishArgs),
+    /// Change a published release's rollout: --percent, --halt or --resume.
+    ///
+    /// Re-signs the channel's manifest with the same artifact, a serial one
+    /// higher and the same validity window starting now.
+    Rollout(RolloutArgs),
+    /// Receive the agents' status reports over HTTP into a JSON-lines file.
+    ///
+    /// Accepts `POST` of one JSON report (docs/reports.md), appends it to --out
+    /// unless its id is already stored, and answers 200; runs until killed.
+    Collect(CollectArgs),
+    /// Look at the fleet through the collected reports.
+    Fleet(FleetArgs),
 }
 
 /// Where the secret key's password comes from.
@@ -215,4 +227,71 @@ pub struct PublishArgs {
     /// Password source for --key.
     #[command(flatten)]
     pub password: PasswordArgs,
+}
+
+/// `ferry rollout`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("change").required(true).args(["percent", "halt", "resume"])))]
+pub struct RolloutArgs {
+    /// Repository directory.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// App name.
+    #[arg(long)]
+    pub app: String,
+    /// Channel, e.g. `stable` or `beta`.
+    #[arg(long, default_value = "stable")]
+    pub channel: String,
+    /// New share of devices that take the release, 0-100.
+    #[arg(long)]
+    pub percent: Option<u8>,
+    /// Stop further devices from taking the release.
+    #[arg(long)]
+    pub halt: bool,
+    /// Undo --halt.
+    #[arg(long)]
+    pub resume: bool,
+    /// Secret key that signs the manifest.
+    #[arg(long, short = 'k', value_name = "SECRET_KEY")]
+    pub key: PathBuf,
+    /// Password source for --key.
+    #[command(flatten)]
+    pub password: PasswordArgs,
+}
+
+/// `ferry collect`.
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    /// Address to listen on, e.g. `0.0.0.0:8080`.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// JSON-lines file the reports are appended to.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+/// `ferry fleet`.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// What to show.
+    #[command(subcommand)]
+    pub command: FleetCommand,
+}
+
+/// `ferry fleet` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Summarise the devices' latest reports per app: versions, rollbacks, holds.
+    Status(FleetStatusArgs),
+}
+
+/// `ferry fleet status`.
+#[derive(Debug, Args)]
+pub struct FleetStatusArgs {
+    /// JSON-lines file written by `ferry collect`.
+    #[arg(long, value_name = "FILE")]
+    pub reports: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }

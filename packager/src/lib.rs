@@ -20,5 +20,8 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Inspect(args) => commands::inspect::run(args),
         cli::Command::Build(args) => build::run(args),
         cli::Command::Publish(args) => commands::publish::run(args),
+        cli::Command::Rollout(args) => commands::rollout::run(args),
+        cli::Command::Collect(args) => commands::collect::run(args),
+        cli::Command::Fleet(args) => commands::fleet::run(args),
     }
 }

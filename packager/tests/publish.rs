@@ -118,6 +118,32 @@ fn publishes_blob_then_signed_manifest_with_rising_serials() {
         "{out}"
     );
 
+    // Every manifest gets a later mtime than the one it replaces, even within
+    // one second, so servers' mtime-size ETags always change with it.
+    let mtimes: Vec<_> = (0..3)
+        .map(|_| {
+            ok(ferry(
+                p,
+                &[
+                    "publish",
+                    "v2",
+                    "--repo",
+                    "repo",
+                    "--key",
+                    "ferry.key",
+                    "--channel",
+                    "burst",
+                ],
+                &[],
+            ));
+            std::fs::metadata(p.join("repo/apps/demo/burst.json"))
+                .unwrap()
+                .modified()
+                .unwrap()
+        })
+        .collect();
+    assert!(mtimes[0] < mtimes[1] && mtimes[1] < mtimes[2], "{mtimes:?}");
+
     // A deliberate downgrade: the older version with a higher serial.
     ok(ferry(
         p,

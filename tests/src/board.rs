@@ -24,6 +24,8 @@ pub struct Board {
     pub etc: PathBuf,
     /// Host directory bound at `/var/cache`.
     pub cache: PathBuf,
+    /// Its link to the host, when it has a network of its own.
+    pub link: Option<crate::netlink::Link>,
     _dirs: TempDir,
 }
 
@@ -47,8 +49,19 @@ fn workspace_file(rel: &str) -> Result<String> {
 }
 
 impl Board {
-    /// Boots a board named `name` with `ferryd` installed but not started.
+    /// Boots a board named `name` with `ferryd` installed but not started,
+    /// sharing the host's network.
     pub fn start(name: &str, machine_id: Option<String>) -> Result<Board> {
+        Self::start_with(name, machine_id, false)
+    }
+
+    /// Boots a board with a network namespace of its own, linked to the host
+    /// by a veth pair ([`Board::link`]): it reaches only the host's end.
+    pub fn start_networked(name: &str, machine_id: Option<String>) -> Result<Board> {
+        Self::start_with(name, machine_id, true)
+    }
+
+    fn start_with(name: &str, machine_id: Option<String>, private_network: bool) -> Result<Board> {
         let dirs = tempfile::Builder::new().prefix("ferry-board-").tempdir()?;
         let (state, etc, cache, bin) = (
             dirs.path().join("state"),
@@ -75,15 +88,21 @@ impl Board {
                     (bin, "/usr/local/sbin".into()),
                 ],
                 private_tmp: true,
-                private_network: false,
+                private_network,
                 machine_id,
             },
         )?;
+        let link = if private_network {
+            Some(crate::netlink::link(sandbox.pid())?)
+        } else {
+            None
+        };
         Ok(Board {
             sandbox,
             state,
             etc,
             cache,
+            link,
             _dirs: dirs,
         })
     }

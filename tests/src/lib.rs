@@ -24,6 +24,7 @@ pub mod board;
 pub mod examples;
 pub mod hidden_python;
 pub mod lock;
+pub mod netlink;
 pub mod nginx;
 pub mod programs;
 pub mod rootfs;

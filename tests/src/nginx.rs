@@ -42,16 +42,26 @@ impl Nginx {
     /// nginx's own Range support; returns once it answers. Errors name a missing
     /// nginx (`apt-get install nginx`) or show nginx's error log.
     pub fn serve(root: &Path) -> Result<Nginx> {
-        Self::serve_with(root, None)
+        Self::serve_with(root, None, &[])
+    }
+
+    /// Like [`Nginx::serve`], listening also on `addrs` (the host ends of
+    /// boards' network links), on the same port.
+    pub fn serve_also_on(root: &Path, addrs: &[std::net::Ipv4Addr]) -> Result<Nginx> {
+        Self::serve_with(root, None, addrs)
     }
 
     /// Like [`Nginx::serve`], on a given port (a server that comes back where a
     /// failing one stood, in outage tests).
     pub fn serve_on(root: &Path, port: u16) -> Result<Nginx> {
-        Self::serve_with(root, Some(port))
+        Self::serve_with(root, Some(port), &[])
     }
 
-    fn serve_with(root: &Path, fixed_port: Option<u16>) -> Result<Nginx> {
+    fn serve_with(
+        root: &Path,
+        fixed_port: Option<u16>,
+        extra: &[std::net::Ipv4Addr],
+    ) -> Result<Nginx> {
         let nginx = tools::find("nginx", "nginx")?;
         let root = root
             .canonicalize()
@@ -67,7 +77,7 @@ impl Nginx {
             );
         }
         if let Some(port) = fixed_port {
-            return match Self::start(&nginx, &root, port) {
+            return match Self::start(&nginx, &root, port, extra) {
                 Ok(started) => Ok(started),
                 Err(Start::PortTaken(err) | Start::Failed(err)) => Err(err),
             };
@@ -75,7 +85,7 @@ impl Nginx {
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = server::free_port()?;
-            match Self::start(&nginx, &root, port) {
+            match Self::start(&nginx, &root, port, extra) {
                 Ok(started) => return Ok(started),
                 Err(Start::PortTaken(err)) => last_err = Some(err),
                 Err(Start::Failed(err)) => return Err(err),
@@ -88,14 +98,19 @@ impl Nginx {
             )))
     }
 
-    fn start(nginx: &Path, root: &Path, port: u16) -> std::result::Result<Nginx, Start> {
+    fn start(
+        nginx: &Path,
+        root: &Path,
+        port: u16,
+        extra: &[std::net::Ipv4Addr],
+    ) -> std::result::Result<Nginx, Start> {
         let dir = tempfile::Builder::new()
             .prefix("ferry-nginx-")
             .tempdir()
             .context("cannot create a temporary directory for nginx")
             .map_err(Start::Failed)?;
         let conf = dir.path().join("nginx.conf");
-        fs::write(&conf, config(dir.path(), root, port))
+        fs::write(&conf, config(dir.path(), root, port, extra))
             .with_context(|| format!("cannot write `{}`", conf.display()))
             .map_err(Start::Failed)?;
         let mut cmd = Command::new(nginx);
@@ -176,9 +191,13 @@ enum Start {
 /// The whole nginx config: every path in `dir`, serving `root` on `port`.
 /// Paths are quoted; one with a `"` or `\` in it would need escaping, and
 /// [`Nginx::serve`] refuses it.
-fn config(dir: &Path, root: &Path, port: u16) -> String {
+fn config(dir: &Path, root: &Path, port: u16, extra: &[std::net::Ipv4Addr]) -> String {
     let d = dir.display();
     let root = root.display();
+    let extra_listen: String = extra
+        .iter()
+        .map(|a| format!("\n        listen {a}:{port};"))
+        .collect();
     format!(
         r#"# Written by ferry-tests (tests/src/nginx.rs) for one test.
 master_process off;
@@ -205,7 +224,7 @@ http {{
     keepalive_timeout 10;
 
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port};{extra_listen}
         server_name localhost;
         root "{root}";
         autoindex off;

@@ -1,8 +1,11 @@
 //! One module per subcommand.
 
+pub mod collect;
+pub mod fleet;
 pub mod inspect;
 pub mod keygen;
 pub mod publish;
+pub mod rollout;
 pub mod sign;
 pub mod verify;
 

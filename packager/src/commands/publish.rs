@@ -8,12 +8,12 @@ use std::fs::File;
 use std::io::{self, Read as _, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
 use ferry_format::manifest::{Artifact, ArtifactKind, Manifest, Rollout, SCHEMA};
 use ferry_format::{Prehasher, SecretKey, Signature};
-use ferry_fsutil::{write_atomic, AtomicFile};
+use ferry_fsutil::AtomicFile;
 use sha2::{Digest as _, Sha256};
 
 use super::{detached_path, open, Opened};
@@ -85,11 +85,40 @@ pub fn write_manifest(repo: &Path, manifest: &Manifest, key: &SecretKey) -> Resu
         ),
     )?;
     let sig_path = detached_path(&path);
-    write_atomic(&sig_path, sig.to_text().as_bytes(), 0o644)
-        .with_context(|| format!("cannot write `{}`", sig_path.display()))?;
-    write_atomic(&path, &bytes, 0o644)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    let mtime = next_mtime(&[&path, &sig_path]);
+    write_with_mtime(&sig_path, sig.to_text().as_bytes(), mtime)?;
+    write_with_mtime(&path, &bytes, mtime)?;
     Ok(path)
+}
+
+/// A modification time later than the files' current ones, in whole seconds.
+/// Static servers derive ETags and `Last-Modified` from mtime (seconds) and
+/// size (nginx: `"<mtime>-<size>"`): two manifests of the same size written
+/// within one second would share an ETag, and a device holding the first one
+/// would be answered `304 Not Modified` for the second forever.
+fn next_mtime(paths: &[&Path]) -> SystemTime {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let newest = paths
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok()?.modified().ok())
+        .filter_map(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() + 1)
+        .max()
+        .unwrap_or(0);
+    UNIX_EPOCH + Duration::from_secs(now.max(newest))
+}
+
+/// `write_atomic` with a chosen modification time.
+fn write_with_mtime(path: &Path, bytes: &[u8], mtime: SystemTime) -> Result<()> {
+    let mut f = AtomicFile::create(path, 0o644)
+        .with_context(|| format!("cannot create `{}`", path.display()))?;
+    io::Write::write_all(&mut f, bytes)?;
+    f.file().set_modified(mtime)?;
+    f.commit()
+        .with_context(|| format!("cannot write `{}`", path.display()))
 }
 
 /// Copies the artifact into `blobs/sha256/<hex>` unless it is already there.
