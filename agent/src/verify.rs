@@ -221,6 +221,45 @@ mod tests {
     }
 
     #[test]
+    fn canaries_go_first_cautious_devices_last_and_halt_stops_all() {
+        let sha = "ab".repeat(32);
+        let mut m = Manifest {
+            schema: 1,
+            app: "simple_api".into(),
+            channel: "stable".into(),
+            serial: 1,
+            version: "2.0.0".into(),
+            artifact: ferry_format::manifest::Artifact {
+                path: format!("blobs/sha256/{sha}"),
+                sha256: sha,
+                size: 1,
+                kind: ArtifactKind::Ferry,
+            },
+            published_at: 1,
+            expires_at: 2,
+            rollout: ferry_format::manifest::Rollout {
+                percent: 1,
+                halted: false,
+            },
+            min_agent_version: None,
+            notes: None,
+        };
+        // A device whose bucket is above 1.
+        let device = (0..)
+            .map(|i| format!("d{i}"))
+            .find(|d| bucket(d, "simple_api", "2.0.0") > 1)
+            .unwrap();
+        assert!(in_rollout(&m, &device, Wariness::Canary));
+        assert!(!in_rollout(&m, &device, Wariness::Normal));
+        m.rollout.percent = 99;
+        assert!(!in_rollout(&m, &device, Wariness::Cautious));
+        m.rollout.percent = 100;
+        assert!(in_rollout(&m, &device, Wariness::Cautious));
+        m.rollout.halted = true;
+        assert!(!in_rollout(&m, &device, Wariness::Canary));
+    }
+
+    #[test]
     fn buckets_are_stable_and_spread() {
         assert_eq!(bucket("dev", "app", "1.0"), bucket("dev", "app", "1.0"));
         let n = 10_000;
