@@ -26,7 +26,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context as _};
 use ferry_fsutil::AtomicFile;
 use reqwest::header::CONTENT_TYPE;
-use serde::{Deserialize, Serialize};
 
 /// Default of the queue bound ([`ReportQueue::open`]'s `max_entries`).
 pub const DEFAULT_MAX_ENTRIES: usize = 1000;
@@ -39,33 +38,7 @@ const SEQ_DIGITS: usize = 20;
 /// Attempts at finding a free sequence number when another writer races.
 const ENQUEUE_ATTEMPTS: usize = 16;
 
-/// One status report. The JSON format is fixed (`docs/reports.md`).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct Report {
-    /// `<device_id>-<app>-<unix_nanos>-<counter>`: unique, the collector's
-    /// deduplication key.
-    pub id: String,
-    /// The reporting device.
-    pub device_id: String,
-    /// The app updated.
-    pub app: String,
-    /// The channel it follows.
-    pub channel: String,
-    /// Version before the attempt, if any.
-    pub from: Option<String>,
-    /// Version the attempt was about, if any.
-    pub to: Option<String>,
-    /// `committed`, `rolled_back`, `refused`, `hold`, `error` or `up_to_date`.
-    pub result: String,
-    /// Why it failed, if it did.
-    pub error: Option<String>,
-    /// Manifest serial of the release, if known.
-    pub serial: Option<u64>,
-    /// When, in unix seconds.
-    pub at: u64,
-    /// The agent's version.
-    pub agent_version: String,
-}
+pub use ferry_format::report::{Outcome, Report};
 
 /// Errors of [`ReportQueue::flush`]. Every variant carries how many reports
 /// were delivered (and removed from the queue) before it.
@@ -185,7 +158,7 @@ impl ReportQueue {
         channel: &str,
         from: Option<&str>,
         to: Option<&str>,
-        result: &str,
+        result: Outcome,
         error: Option<&str>,
         serial: Option<u64>,
     ) -> Report {
@@ -201,7 +174,7 @@ impl ReportQueue {
             channel: channel.to_owned(),
             from: from.map(str::to_owned),
             to: to.map(str::to_owned),
-            result: result.to_owned(),
+            result,
             error: error.map(|e| truncate(e, MAX_ERROR_LEN).to_owned()),
             serial,
             at: since_epoch.as_secs(),
@@ -509,7 +482,7 @@ mod tests {
             "stable",
             Some(&format!("1.0.{n}")),
             Some(&format!("1.0.{}", n + 1)),
-            "committed",
+            Outcome::Committed,
             None,
             Some(u64::from(n)),
         )
@@ -668,7 +641,17 @@ mod tests {
     fn report_ids_are_unique_and_fields_filled() {
         let ids: HashSet<String> = (0..1000)
             .map(|_| {
-                ReportQueue::new_report("dev", "app", "stable", None, None, "error", None, None).id
+                ReportQueue::new_report(
+                    "dev",
+                    "app",
+                    "stable",
+                    None,
+                    None,
+                    Outcome::Error,
+                    None,
+                    None,
+                )
+                .id
             })
             .collect();
         assert_eq!(ids.len(), 1000);
@@ -680,7 +663,7 @@ mod tests {
             "beta",
             Some("1"),
             Some("2"),
-            "error",
+            Outcome::Error,
             Some(&long),
             Some(7),
         );

@@ -19,6 +19,7 @@ use crate::state::{AppState, LastResult, Phase, Release, Step};
 use crate::store::Store;
 use crate::systemd::{JobOutcome, UnitManager};
 use crate::verify;
+use ferry_format::report::Outcome as ReportOutcome;
 
 /// What one pass did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,17 +76,22 @@ impl Job<'_> {
         Ok(())
     }
 
-    fn finish(&mut self, outcome: &str, version: Option<&str>, message: &str) -> Result<()> {
+    fn finish(
+        &mut self,
+        outcome: ReportOutcome,
+        version: Option<&str>,
+        message: &str,
+    ) -> Result<()> {
         self.state.last_result = Some(LastResult {
             at: now(),
-            outcome: outcome.to_owned(),
+            outcome: outcome.as_str().to_owned(),
             version: version.map(str::to_owned),
             message: message.to_owned(),
         });
         self.state.save(&self.store.state_path())?;
         if let Some((queue, device_id)) = self.reports {
             // What ran before the attempt: after a commit that is `previous`.
-            let before = if outcome == "committed" {
+            let before = if outcome == ReportOutcome::Committed {
                 &self.state.previous
             } else {
                 &self.state.current
@@ -97,7 +103,7 @@ impl Job<'_> {
                 before.as_ref().map(|r| r.version.as_str()),
                 version,
                 outcome,
-                (outcome != "committed").then_some(message),
+                (outcome != ReportOutcome::Committed).then_some(message),
                 None,
             );
             if let Err(e) = queue.enqueue(&report) {
@@ -223,7 +229,7 @@ impl<U: UnitManager> Agent<U> {
                     &[("FERRY_ERROR", &msg)],
                     &format!("manifest refused: {msg}"),
                 );
-                job.finish("refused", None, &msg)?;
+                job.finish(ReportOutcome::Refused, None, &msg)?;
                 return Ok(Outcome::Refused(msg));
             }
         };
@@ -285,7 +291,7 @@ impl<U: UnitManager> Agent<U> {
                     &[("FERRY_ERROR", &msg)],
                     &format!("release refused: {msg}"),
                 );
-                job.finish("refused", Some(&m.version), &msg)?;
+                job.finish(ReportOutcome::Refused, Some(&m.version), &msg)?;
                 return Ok(Outcome::Refused(msg));
             }
             journal::event(
@@ -295,7 +301,7 @@ impl<U: UnitManager> Agent<U> {
                 &[("FERRY_ERROR", &msg)],
                 &format!("download failed: {msg}"),
             );
-            job.finish("error", Some(&m.version), &msg)?;
+            job.finish(ReportOutcome::Error, Some(&m.version), &msg)?;
             return Err(e);
         }
         job.step(Step::Verified)?;
@@ -449,7 +455,7 @@ impl<U: UnitManager> Agent<U> {
                     &format!("{} committed", target.version),
                 );
                 job.finish(
-                    "committed",
+                    ReportOutcome::Committed,
                     Some(&target.version),
                     "healthy after probation",
                 )?;
@@ -518,7 +524,7 @@ impl<U: UnitManager> Agent<U> {
                 &[("FERRY_ERROR", &why)],
                 &format!("hold: {why}"),
             );
-            job.finish("hold", Some(&target.version), &why)?;
+            job.finish(ReportOutcome::Hold, Some(&target.version), &why)?;
             return Ok(Outcome::Hold(why));
         };
         job.store.point("current", &previous)?;
@@ -540,7 +546,7 @@ impl<U: UnitManager> Agent<U> {
                     &[("FERRY_FROM", &target.version), ("FERRY_ERROR", &reason)],
                     &msg,
                 );
-                job.finish("rolled_back", Some(&target.version), &msg)?;
+                job.finish(ReportOutcome::RolledBack, Some(&target.version), &msg)?;
                 Ok(Outcome::RolledBack(msg))
             }
             Err(again) => {
@@ -556,7 +562,7 @@ impl<U: UnitManager> Agent<U> {
                     &[("FERRY_ERROR", &why)],
                     &format!("hold: {why}"),
                 );
-                job.finish("hold", Some(&target.version), &why)?;
+                job.finish(ReportOutcome::Hold, Some(&target.version), &why)?;
                 Ok(Outcome::Hold(why))
             }
         }
@@ -594,18 +600,7 @@ impl<U: UnitManager> Agent<U> {
         )
         .with_context(|| format!("`{}` refused", file.display()))?;
         let sha256 = sha256_of(file)?;
-        let store = Store::open(&self.settings.state_dir, &app.name)?;
-        let _lock = store.lock()?;
-        let state = AppState::load(&store.state_path(), &app.name)?;
-        let mut job = Job {
-            app,
-            store,
-            state,
-            reports: self
-                .reports
-                .as_ref()
-                .map(|q| (q, self.settings.device_id.as_str())),
-        };
+        let (_lock, mut job) = self.open_job(app)?;
         if let Phase::Hold { .. } = job.state.phase {
             job.step(Step::Release)?;
         }
@@ -645,6 +640,27 @@ impl<U: UnitManager> Agent<U> {
         }
     }
 
+    /// Opens an app's store, takes its lock (held while the returned file
+    /// lives) and loads its state.
+    fn open_job<'a>(&'a self, app: &'a AppSettings) -> Result<(std::fs::File, Job<'a>)> {
+        let store = Store::open(&self.settings.state_dir, &app.name)?;
+        let lock = store.lock()?;
+        let state = AppState::load(&store.state_path(), &app.name)?;
+        let reports = self
+            .reports
+            .as_ref()
+            .map(|q| (q, self.settings.device_id.as_str()));
+        Ok((
+            lock,
+            Job {
+                app,
+                store,
+                state,
+                reports,
+            },
+        ))
+    }
+
     /// `ferryd switch APP CHANNEL`: follow another channel from the next poll.
     /// Serials count per channel, so the replay floor starts again from the
     /// new channel's first manifest.
@@ -663,18 +679,7 @@ impl<U: UnitManager> Agent<U> {
 
     /// `ferryd rollback APP`: back to the previous release, through the same health checks.
     pub async fn rollback(&self, app: &AppSettings) -> Result<Outcome> {
-        let store = Store::open(&self.settings.state_dir, &app.name)?;
-        let _lock = store.lock()?;
-        let state = AppState::load(&store.state_path(), &app.name)?;
-        let mut job = Job {
-            app,
-            store,
-            state,
-            reports: self
-                .reports
-                .as_ref()
-                .map(|q| (q, self.settings.device_id.as_str())),
-        };
+        let (_lock, mut job) = self.open_job(app)?;
         job.step(Step::OperatorRollback).map_err(|e| {
             anyhow!("cannot roll `{}` back: {e} (a rollback needs a current and a previous version and no update in progress)", app.name)
         })?;

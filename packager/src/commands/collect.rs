@@ -3,6 +3,8 @@
 //! appended as one line to the output file (then fsynced) unless its `id` is
 //! already stored, so agents may retry freely. Any 2xx answer means stored.
 
+pub use ferry_format::report::{Outcome, Report};
+use serde::Deserialize as _;
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead as _, BufReader, Read, Write};
@@ -13,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use serde::{Deserialize, Serialize};
 
 use crate::cli::CollectArgs;
 
@@ -21,65 +22,6 @@ use crate::cli::CollectArgs;
 pub const MAX_BODY: usize = 64 * 1024;
 /// Largest request head (request line and headers) accepted.
 const MAX_HEAD: usize = 16 * 1024;
-
-/// What an update attempt came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// The new version runs and was kept.
-    Committed,
-    /// The new version failed its health check; the old one runs again.
-    RolledBack,
-    /// The release was refused (signature, expiry, agent version, …).
-    Refused,
-    /// The device is held back (outside the rollout percent, or halted).
-    Hold,
-    /// The attempt failed before installing anything.
-    Error,
-    /// The device already runs the channel's release.
-    UpToDate,
-}
-
-impl Outcome {
-    /// The name used on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Committed => "committed",
-            Outcome::RolledBack => "rolled_back",
-            Outcome::Refused => "refused",
-            Outcome::Hold => "hold",
-            Outcome::Error => "error",
-            Outcome::UpToDate => "up_to_date",
-        }
-    }
-}
-
-/// One status report of an agent, as posted and as stored (one per line).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Report {
-    /// Unique per report (`<device_id>-<app>-<nanos or counter>`), for deduplication.
-    pub id: String,
-    /// The device.
-    pub device_id: String,
-    /// The app.
-    pub app: String,
-    /// The channel the device follows.
-    pub channel: String,
-    /// Version before the attempt.
-    pub from: Option<String>,
-    /// Version the attempt was about.
-    pub to: Option<String>,
-    /// What it came to.
-    pub result: Outcome,
-    /// Why, for `error`, `refused` and `rolled_back`.
-    pub error: Option<String>,
-    /// Serial of the manifest acted on.
-    pub serial: Option<u64>,
-    /// When, Unix seconds.
-    pub at: u64,
-    /// The agent's version.
-    pub agent_version: String,
-}
 
 /// Parses one report, as posted or as a stored line.
 pub fn parse_report(bytes: &[u8]) -> Result<(Report, serde_json::Value), String> {
