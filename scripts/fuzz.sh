@@ -13,7 +13,7 @@ secs="${1:-60}"
 [[ "$secs" =~ ^[0-9]+$ ]] || { echo "usage: $0 [SECONDS]" >&2; exit 2; }
 cd "$(dirname "$0")/.."
 root="$PWD"
-targets=(container signature public_key secret_key metadata)
+targets=(container signature public_key secret_key metadata manifest config tar)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
@@ -25,6 +25,45 @@ fi
 
 FERRY_FUZZ_SEEDS="$root/format/fuzz/corpus" \
   cargo test -q -p ferry-format --test fuzz_seeds >/dev/null
+# The agent's config: a full one, and the smallest accepted one.
+mkdir -p format/fuzz/corpus/config format/fuzz/corpus/tar
+cat >format/fuzz/corpus/config/full.toml <<'TOML'
+repository = "https://updates.example.com/ferry"
+trusted-keys = ["RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3"]
+poll-interval = "15m"
+poll-jitter = "2m"
+state-dir = "/var/lib/ferry"
+report-url = "https://updates.example.com/reports"
+device-id = "board-7"
+max-artifact-size = 1073741824
+network-timeout = "30s"
+rollout-wariness = "canary"
+
+[[app]]
+name = "simple_api"
+channel = "beta"
+unit = "simple_api.service"
+probation = "30s"
+keep = 3
+restart-timeout = "90s"
+health-url = "http://127.0.0.1:8000/health"
+health-command = ["/usr/bin/true"]
+health-timeout = "5s"
+health-retries = 3
+user = "simple-api"
+TOML
+printf 'repository = "http://h/"\ntrusted-keys = ["RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3"]\ndevice-id = "d"\n[[app]]\nname = "a"\nunit = "a"\n' \
+  >format/fuzz/corpus/config/small.toml
+# The launcher's payload: a small tree with a directory, files and links.
+seed="$(mktemp -d)"
+mkdir -p "$seed/t/lib/pkg"
+printf 'print(1)\n' >"$seed/t/lib/pkg/__init__.py"
+printf '#!/bin/sh\n' >"$seed/t/run"
+chmod 755 "$seed/t/run"
+ln -s lib/pkg "$seed/t/pkglink"
+ln -s ../lib/pkg/__init__.py "$seed/t/lib/init-link"
+tar -C "$seed/t" --format=gnu -cf format/fuzz/corpus/tar/tree.tar .
+rm -rf "$seed"
 
 cd format/fuzz
 cargo +nightly fuzz build

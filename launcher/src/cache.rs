@@ -141,7 +141,12 @@ fn extract_once<R: Read>(
         .create(&partial)
         .map_err(io_err("create", &partial))?;
     let result = fill(&partial, dir, payload).and_then(|run_lock| {
+        // The tree's files reach the disk before its name does: after a
+        // power cut the cache holds a complete tree or none, never a tree
+        // of empty files. One syncfs instead of a fsync per file.
+        sync_filesystem(&partial).map_err(io_err("flush", &partial))?;
         fs::rename(&partial, dir).map_err(io_err("rename into place", &partial))?;
+        ferry_fsutil::fsync_dir(name_dir).map_err(io_err("flush", name_dir))?;
         Ok(run_lock)
     });
     if result.is_err() {
@@ -152,6 +157,16 @@ fn extract_once<R: Read>(
     let run_lock = result?;
     drop(guard);
     Ok(Some(run_lock))
+}
+
+/// Flushes every dirty page of the filesystem that holds `dir`.
+fn sync_filesystem(dir: &Path) -> io::Result<()> {
+    let f = File::open(dir)?;
+    // SAFETY: `f` is an open descriptor for the duration of the call.
+    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Takes the new tree's run lock, then unpacks the payload into it (errors

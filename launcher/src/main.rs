@@ -17,18 +17,9 @@
 //!   cache root (set `FERRY_CACHE_DIR`), no matching Python in system mode.
 //!   systemd units can list 78 in `RestartPreventExitStatus=`.
 
-mod cache;
-mod cache_root;
-mod debug;
-mod exec;
-mod extract;
-mod glibc;
-mod launch;
-mod lock;
-mod prune;
-mod verify;
-
 use std::process::ExitCode;
+
+use ferry_launcher::{debug, launch};
 
 fn main() -> ExitCode {
     // Keeps the marker in the read-only data whatever the optimiser does, so

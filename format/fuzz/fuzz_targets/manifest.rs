@@ -1,0 +1,14 @@
+//! `Manifest::from_json` on arbitrary bytes (what the agent reads from the
+//! network); an accepted manifest round-trips and fits a trusted comment.
+#![no_main]
+
+use ferry_format::manifest::Manifest;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(m) = Manifest::from_json(data) else {
+        return;
+    };
+    assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
+    assert!(m.matches_comment(&m.trusted_comment().to_string()));
+});
