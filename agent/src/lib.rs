@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod failpoint;
 pub mod health;
 pub mod journal;
 pub mod notify;

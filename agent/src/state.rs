@@ -82,6 +82,25 @@ pub enum Phase {
     },
 }
 
+impl Step {
+    /// The crash point right after this step is persisted (see
+    /// [`crate::failpoint`]); operator-only steps have none.
+    pub fn failpoint(&self) -> Option<&'static str> {
+        Some(match self {
+            Step::StartDownload(_) => "after-persist:start-download",
+            Step::Verified => "after-persist:verified",
+            Step::Swapped => "after-persist:swapped",
+            Step::Restarting => "after-persist:restarting",
+            Step::Started => "after-persist:started",
+            Step::Healthy => "after-persist:healthy",
+            Step::Unhealthy(_) => "after-persist:unhealthy",
+            Step::RolledBack => "after-persist:rolled-back",
+            Step::Abandon => "after-persist:abandon",
+            Step::PreviousUnhealthy(_) | Step::Release | Step::OperatorRollback => return None,
+        })
+    }
+}
+
 impl Phase {
     /// The stable name shown in `status` and the journal.
     pub fn name(&self) -> &'static str {

@@ -112,6 +112,7 @@ impl Store {
         }
         if let Some(prev) = previous {
             self.point("previous", prev)?;
+            crate::failpoint::hit("between-swap-links");
         }
         self.point("current", release)
     }

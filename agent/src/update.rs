@@ -12,6 +12,7 @@ use anyhow::{anyhow, Context as _, Result};
 use ferry_format::manifest::{ArtifactKind, Manifest};
 
 use crate::config::{AppSettings, Settings};
+use crate::failpoint;
 use crate::health;
 use crate::journal::{self, Event};
 use crate::repo::{ManifestFetch, RepoClient};
@@ -70,9 +71,13 @@ struct Job<'a> {
 impl Job<'_> {
     /// Applies a step and persists the result before anything else happens.
     fn step(&mut self, step: Step) -> Result<()> {
+        let point = step.failpoint();
         let next = self.state.apply(step)?;
         next.save(&self.store.state_path())?;
         self.state = next;
+        if let Some(point) = point {
+            failpoint::hit(point);
+        }
         Ok(())
     }
 
@@ -89,6 +94,7 @@ impl Job<'_> {
             message: message.to_owned(),
         });
         self.state.save(&self.store.state_path())?;
+        failpoint::hit("after-persist:result");
         if let Some((queue, device_id)) = self.reports {
             // What ran before the attempt: after a commit that is `previous`.
             let before = if outcome == ReportOutcome::Committed {
@@ -368,6 +374,7 @@ impl<U: UnitManager> Agent<U> {
             &[],
             "downloaded",
         );
+        failpoint::hit("before-verify");
         if let Err(r) = verify::check_artifact(
             &partial,
             m.artifact.kind,
@@ -378,9 +385,11 @@ impl<U: UnitManager> Agent<U> {
             let _ = std::fs::remove_file(&partial);
             return Err(anyhow!(r));
         }
+        failpoint::hit("before-store");
         let stored = job.store.store_binary(&partial, target)?;
         let _ = std::fs::remove_file(&partial);
         if m.artifact.kind == ArtifactKind::Ferry {
+            failpoint::hit("before-pre-extract");
             if let Err(e) = pre_extract(&stored, app).await {
                 let _ = std::fs::remove_dir_all(
                     stored
@@ -405,7 +414,9 @@ impl<U: UnitManager> Agent<U> {
     /// Swap, restart, watch.
     async fn install_verified(&self, job: &mut Job<'_>, target: Release) -> Result<Outcome> {
         let previous = job.state.current.clone();
+        failpoint::hit("before-swap");
         job.store.swap_to(&target, previous.as_ref())?;
+        failpoint::hit("after-swap");
         job.step(Step::Swapped)?;
         journal::event(
             Event::Installed,
@@ -430,9 +441,11 @@ impl<U: UnitManager> Agent<U> {
             &[("FERRY_UNIT", &app.unit)],
             "restarting the unit",
         );
+        failpoint::hit("before-restart");
         let verdict = match self.restart(app).await {
             Ok(started) => {
                 job.step(Step::Started)?;
+                failpoint::hit("before-health");
                 journal::event(
                     Event::Probation,
                     &app.name,
@@ -527,7 +540,9 @@ impl<U: UnitManager> Agent<U> {
             job.finish(ReportOutcome::Hold, Some(&target.version), &why)?;
             return Ok(Outcome::Hold(why));
         };
+        failpoint::hit("before-rollback");
         job.store.point("current", &previous)?;
+        failpoint::hit("before-rollback-restart");
         let verdict = match self.restart(app).await {
             Ok(started) => health::probation(&self.units, &app.unit, &started, &app.health).await,
             Err(e) => Err(e),
@@ -569,6 +584,7 @@ impl<U: UnitManager> Agent<U> {
     }
 
     fn prune(&self, job: &Job<'_>) {
+        failpoint::hit("before-prune");
         match job.store.prune(job.app.keep, None) {
             Ok(removed) if !removed.is_empty() => {
                 journal::event(

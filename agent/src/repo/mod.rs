@@ -602,6 +602,7 @@ impl RepoClient {
                     declared,
                 });
             }
+            crate::failpoint::hit("before-download-chunk");
             file.write_all(&chunk).await?;
             received += chunk.len() as u64;
         }
