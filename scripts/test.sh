@@ -7,6 +7,9 @@ scripts/install-deps.sh
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p ferryd --all-targets --features failpoints --locked -- -D warnings
+# The crash campaign's agent: ferryd with crash points, beside the real one.
+scripts/build-failpoints.sh
 # End-to-end tests run the workspace's programs as users do.
 cargo build --workspace --bins --locked
 if cargo nextest --version >/dev/null 2>&1; then

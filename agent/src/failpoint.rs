@@ -28,7 +28,7 @@ pub const ALL: &[&str] = &[
     "after-persist:started",
     "before-health",
     "after-persist:healthy",
-    "after-persist:result",
+    "after-queue-report",
     "before-prune",
     "after-persist:unhealthy",
     "before-rollback",

@@ -172,6 +172,9 @@ pub struct AppState {
     pub attempts: u32,
     /// The last outcome.
     pub last_result: Option<LastResult>,
+    /// The report of the last outcome until it is in the report queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_report: Option<ferry_format::report::Report>,
 }
 
 /// Events that move the machine.
@@ -227,6 +230,7 @@ impl AppState {
             phase: Phase::Idle,
             attempts: 0,
             last_result: None,
+            pending_report: None,
         }
     }
 

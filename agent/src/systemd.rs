@@ -237,6 +237,7 @@ trait Manager {
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
 
     #[zbus(signal)]
     fn job_removed(
@@ -381,6 +382,13 @@ impl SystemdBus {
             // Listen before issuing the job: a fast job may be removed before
             // its method call even returns.
             let mut removed = self.manager.receive_job_removed().await.map_err(fail)?;
+            if kind != Job::Stop {
+                // A deliberate (re)start must not be refused by the start
+                // rate limit that earlier restarts used up (systemd's
+                // `start-limit-hit`): reset it, and the failed state, first.
+                // A unit that is not loaded has nothing to reset.
+                let _ = self.manager.reset_failed_unit(unit).await;
+            }
             let job = match kind {
                 Job::Restart => self.manager.restart_unit(unit, "replace").await,
                 Job::Stop => self.manager.stop_unit(unit, "replace").await,

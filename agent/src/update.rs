@@ -81,28 +81,36 @@ impl Job<'_> {
         Ok(())
     }
 
+    /// Records the outcome of an attempt: the final step (if any), the
+    /// result shown by `status` and the report for the collector are
+    /// persisted together, so a crash cannot keep one and lose another. The
+    /// report then moves to the queue ([`Job::queue_pending_report`]).
     fn finish(
         &mut self,
+        step: Option<Step>,
         outcome: ReportOutcome,
         version: Option<&str>,
         message: &str,
     ) -> Result<()> {
-        self.state.last_result = Some(LastResult {
+        let point = step.as_ref().and_then(Step::failpoint);
+        let mut next = match step {
+            Some(step) => self.state.apply(step)?,
+            None => self.state.clone(),
+        };
+        next.last_result = Some(LastResult {
             at: now(),
             outcome: outcome.as_str().to_owned(),
             version: version.map(str::to_owned),
             message: message.to_owned(),
         });
-        self.state.save(&self.store.state_path())?;
-        failpoint::hit("after-persist:result");
-        if let Some((queue, device_id)) = self.reports {
+        if let Some((_, device_id)) = self.reports {
             // What ran before the attempt: after a commit that is `previous`.
             let before = if outcome == ReportOutcome::Committed {
-                &self.state.previous
+                &next.previous
             } else {
-                &self.state.current
+                &next.current
             };
-            let report = crate::report::ReportQueue::new_report(
+            next.pending_report = Some(crate::report::ReportQueue::new_report(
                 device_id,
                 &self.app.name,
                 &self.app.channel,
@@ -111,12 +119,31 @@ impl Job<'_> {
                 outcome,
                 (outcome != ReportOutcome::Committed).then_some(message),
                 None,
-            );
+            ));
+        }
+        next.save(&self.store.state_path())?;
+        self.state = next;
+        if let Some(point) = point {
+            failpoint::hit(point);
+        }
+        self.queue_pending_report()
+    }
+
+    /// Moves a persisted report into the queue. A crash between the two
+    /// queues it again on the next pass under the same id, which the
+    /// collector counts once.
+    fn queue_pending_report(&mut self) -> Result<()> {
+        let Some(report) = self.state.pending_report.clone() else {
+            return Ok(());
+        };
+        if let Some((queue, _)) = self.reports {
             if let Err(e) = queue.enqueue(&report) {
                 log::warn!("cannot queue the report of `{}`: {e:#}", self.app.name);
             }
         }
-        Ok(())
+        failpoint::hit("after-queue-report");
+        self.state.pending_report = None;
+        self.state.save(&self.store.state_path())
     }
 }
 
@@ -151,6 +178,7 @@ impl<U: UnitManager> Agent<U> {
                 .as_ref()
                 .map(|q| (q, self.settings.device_id.as_str())),
         };
+        job.queue_pending_report()?;
         if let Some(outcome) = self.resume(&mut job).await? {
             return Ok(outcome);
         }
@@ -235,7 +263,7 @@ impl<U: UnitManager> Agent<U> {
                     &[("FERRY_ERROR", &msg)],
                     &format!("manifest refused: {msg}"),
                 );
-                job.finish(ReportOutcome::Refused, None, &msg)?;
+                job.finish(None, ReportOutcome::Refused, None, &msg)?;
                 return Ok(Outcome::Refused(msg));
             }
         };
@@ -297,7 +325,7 @@ impl<U: UnitManager> Agent<U> {
                     &[("FERRY_ERROR", &msg)],
                     &format!("release refused: {msg}"),
                 );
-                job.finish(ReportOutcome::Refused, Some(&m.version), &msg)?;
+                job.finish(None, ReportOutcome::Refused, Some(&m.version), &msg)?;
                 return Ok(Outcome::Refused(msg));
             }
             journal::event(
@@ -307,7 +335,7 @@ impl<U: UnitManager> Agent<U> {
                 &[("FERRY_ERROR", &msg)],
                 &format!("download failed: {msg}"),
             );
-            job.finish(ReportOutcome::Error, Some(&m.version), &msg)?;
+            job.finish(None, ReportOutcome::Error, Some(&m.version), &msg)?;
             return Err(e);
         }
         job.step(Step::Verified)?;
@@ -459,7 +487,12 @@ impl<U: UnitManager> Agent<U> {
         };
         match verdict {
             Ok(()) => {
-                job.step(Step::Healthy)?;
+                job.finish(
+                    Some(Step::Healthy),
+                    ReportOutcome::Committed,
+                    Some(&target.version),
+                    "healthy after probation",
+                )?;
                 journal::event(
                     Event::Committed,
                     &app.name,
@@ -467,11 +500,6 @@ impl<U: UnitManager> Agent<U> {
                     &[],
                     &format!("{} committed", target.version),
                 );
-                job.finish(
-                    ReportOutcome::Committed,
-                    Some(&target.version),
-                    "healthy after probation",
-                )?;
                 self.prune(job);
                 Ok(Outcome::Committed(target.version))
             }
@@ -529,7 +557,12 @@ impl<U: UnitManager> Agent<U> {
                 "{} is unhealthy ({reason}) and there is no previous version to go back to",
                 target.version
             );
-            job.step(Step::PreviousUnhealthy(why.clone()))?;
+            job.finish(
+                Some(Step::PreviousUnhealthy(why.clone())),
+                ReportOutcome::Hold,
+                Some(&target.version),
+                &why,
+            )?;
             journal::event(
                 Event::Hold,
                 &app.name,
@@ -537,7 +570,6 @@ impl<U: UnitManager> Agent<U> {
                 &[("FERRY_ERROR", &why)],
                 &format!("hold: {why}"),
             );
-            job.finish(ReportOutcome::Hold, Some(&target.version), &why)?;
             return Ok(Outcome::Hold(why));
         };
         failpoint::hit("before-rollback");
@@ -549,11 +581,16 @@ impl<U: UnitManager> Agent<U> {
         };
         match verdict {
             Ok(()) => {
-                job.step(Step::RolledBack)?;
                 let msg = format!(
                     "{} failed ({reason}); {} runs again",
                     target.version, previous.version
                 );
+                job.finish(
+                    Some(Step::RolledBack),
+                    ReportOutcome::RolledBack,
+                    Some(&target.version),
+                    &msg,
+                )?;
                 journal::event(
                     Event::RolledBack,
                     &app.name,
@@ -561,7 +598,6 @@ impl<U: UnitManager> Agent<U> {
                     &[("FERRY_FROM", &target.version), ("FERRY_ERROR", &reason)],
                     &msg,
                 );
-                job.finish(ReportOutcome::RolledBack, Some(&target.version), &msg)?;
                 Ok(Outcome::RolledBack(msg))
             }
             Err(again) => {
@@ -569,7 +605,12 @@ impl<U: UnitManager> Agent<U> {
                     "{} failed ({reason}) and {} is unhealthy too ({again})",
                     target.version, previous.version
                 );
-                job.step(Step::PreviousUnhealthy(why.clone()))?;
+                job.finish(
+                    Some(Step::PreviousUnhealthy(why.clone())),
+                    ReportOutcome::Hold,
+                    Some(&target.version),
+                    &why,
+                )?;
                 journal::event(
                     Event::Hold,
                     &app.name,
@@ -577,7 +618,6 @@ impl<U: UnitManager> Agent<U> {
                     &[("FERRY_ERROR", &why)],
                     &format!("hold: {why}"),
                 );
-                job.finish(ReportOutcome::Hold, Some(&target.version), &why)?;
                 Ok(Outcome::Hold(why))
             }
         }

@@ -231,3 +231,42 @@ async fn missing_units_slow_jobs_and_bad_addresses_are_typed_errors() -> Result<
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn deliberate_restarts_are_not_refused_by_the_start_rate_limit() -> Result<()> {
+    let sandbox = boot("ferryd-bus-limit")?;
+    // Two starts per minute: the third restart in a row would end
+    // `start-limit-hit` (JobOutcome::Failed) if the agent did not reset it.
+    sandbox.install_unit(
+        "limited.service",
+        "[Unit]\nStartLimitIntervalSec=60s\nStartLimitBurst=2\n\n[Service]\nExecStart=/bin/sleep 1000\n",
+    )?;
+    let bus = SystemdBus::at_address(&sandbox.bus_address()).await?;
+    for i in 0..5 {
+        assert_eq!(
+            bus.restart("limited.service", JOB_TIMEOUT).await?,
+            JobOutcome::Done,
+            "restart {i}"
+        );
+    }
+    // The limit is real: systemctl, which does not reset it, is refused
+    // within three more restarts.
+    let mut refused = false;
+    for _ in 0..3 {
+        refused |= !sandbox
+            .systemctl(&["restart", "limited.service"])?
+            .status
+            .success();
+    }
+    ensure!(
+        refused,
+        "systemctl restarted past the start limit: the test proves nothing"
+    );
+    // And the agent's restart still goes through.
+    assert_eq!(
+        bus.restart("limited.service", JOB_TIMEOUT).await?,
+        JobOutcome::Done
+    );
+    assert!(bus.status("limited.service").await?.is_running());
+    sandbox.stop()
+}

@@ -52,16 +52,27 @@ impl Board {
     /// Boots a board named `name` with `ferryd` installed but not started,
     /// sharing the host's network.
     pub fn start(name: &str, machine_id: Option<String>) -> Result<Board> {
-        Self::start_with(name, machine_id, false)
+        Self::start_with(name, machine_id, false, &crate::programs::program("ferryd"))
+    }
+
+    /// Boots a board whose agent is the program `agent` (e.g. the build
+    /// with crash points), sharing the host's network.
+    pub fn start_with_agent(name: &str, agent: &Path) -> Result<Board> {
+        Self::start_with(name, None, false, agent)
     }
 
     /// Boots a board with a network namespace of its own, linked to the host
     /// by a veth pair ([`Board::link`]): it reaches only the host's end.
     pub fn start_networked(name: &str, machine_id: Option<String>) -> Result<Board> {
-        Self::start_with(name, machine_id, true)
+        Self::start_with(name, machine_id, true, &crate::programs::program("ferryd"))
     }
 
-    fn start_with(name: &str, machine_id: Option<String>, private_network: bool) -> Result<Board> {
+    fn start_with(
+        name: &str,
+        machine_id: Option<String>,
+        private_network: bool,
+        agent: &Path,
+    ) -> Result<Board> {
         let dirs = tempfile::Builder::new().prefix("ferry-board-").tempdir()?;
         let (state, etc, cache, bin) = (
             dirs.path().join("state"),
@@ -77,7 +88,8 @@ impl Board {
             std::fs::create_dir_all(d)
                 .with_context(|| format!("cannot create mount point `{d}`"))?;
         }
-        std::fs::copy(crate::programs::program("ferryd"), bin.join("ferryd"))?;
+        std::fs::copy(agent, bin.join("ferryd"))
+            .with_context(|| format!("cannot copy the agent `{}`", agent.display()))?;
         let sandbox = Sandbox::start(
             name,
             SandboxOptions {
@@ -108,11 +120,28 @@ impl Board {
     }
 
     /// Writes the agent config and key, and installs the units (app on `port`).
+    /// The app gets `probation = "3s"` and `keep = 3` unless `app_extra` sets them.
     pub fn configure(&self, cfg: &AgentConfig<'_>) -> Result<()> {
         std::fs::write(self.etc.join("release.pub"), cfg.public_key)?;
+        let unless_set = |key: &str, line: &str| {
+            if cfg
+                .app_extra
+                .lines()
+                .any(|l| l.trim_start().starts_with(key))
+            {
+                String::new()
+            } else {
+                format!("{line}\n")
+            }
+        };
         let toml = format!(
-            "repository = \"{}\"\ntrusted-keys = [\"release.pub\"]\npoll-interval = \"1s\"\npoll-jitter = \"0s\"\n{}\n\n[[app]]\nname = \"simple_api\"\nunit = \"simple_api.service\"\nprobation = \"3s\"\nkeep = 3\nhealth-url = \"http://127.0.0.1:{}/health\"\nhealth-timeout = \"2s\"\nhealth-retries = 5\n{}\n",
-            cfg.repository, cfg.top_extra, cfg.port, cfg.app_extra
+            "repository = \"{}\"\ntrusted-keys = [\"release.pub\"]\npoll-interval = \"1s\"\npoll-jitter = \"0s\"\n{}\n\n[[app]]\nname = \"simple_api\"\nunit = \"simple_api.service\"\n{}{}health-url = \"http://127.0.0.1:{}/health\"\nhealth-timeout = \"2s\"\nhealth-retries = 5\n{}\n",
+            cfg.repository,
+            cfg.top_extra,
+            unless_set("probation", "probation = \"3s\""),
+            unless_set("keep", "keep = 3"),
+            cfg.port,
+            cfg.app_extra
         );
         std::fs::write(self.etc.join("agent.toml"), toml)?;
         let agent_unit = workspace_file("units/ferryd.service")?
@@ -124,6 +153,22 @@ impl Board {
             &format!("Environment=PORT={}", cfg.port),
         );
         self.sandbox.install_unit("simple_api.service", &app_unit)?;
+        Ok(())
+    }
+
+    /// Adds a drop-in `name.conf` to the agent's unit (`ferryd.service.d/`)
+    /// and reloads systemd.
+    pub fn agent_drop_in(&self, name: &str, text: &str) -> Result<()> {
+        let dir = self.sandbox.unit_dir().join("ferryd.service.d");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(format!("{name}.conf")), text)?;
+        let out = self.sandbox.systemctl(&["daemon-reload"])?;
+        if !out.status.success() {
+            bail!(
+                "daemon-reload after drop-in `{name}` failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         Ok(())
     }
 

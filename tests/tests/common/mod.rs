@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod repo;
+
 use std::fs;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,140 @@
+//! A signed repository served by nginx and boards that follow it: what the
+//! agent, crash and fleet tests share.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ferry_tests::board::{AgentConfig, Board};
+use ferry_tests::nginx::Nginx;
+use ferry_tests::{examples, server};
+
+use super::text;
+
+/// A release of simple_api at `version`, optionally patched to misbehave.
+pub fn variant(version: &str, patch: Option<(&str, &str)>) -> PathBuf {
+    let dir = tempfile::tempdir().unwrap();
+    let project = examples::simple_api_variant(dir.path(), version, patch).unwrap();
+    super::built(&project, &[], "simple_api").unwrap()
+}
+
+pub const EXITS_AT_START: (&str, &str) = (
+    "os.environ.get(\"SIMPLE_API_FAIL_AT_START\") == \"1\"",
+    "os.environ.get(\"SIMPLE_API_FAIL_AT_START\", \"1\") == \"1\"",
+);
+pub const CRASH_LOOPS: (&str, &str) = (
+    "def serve():\n    \"\"\"Serves the API with werkzeug's threaded server until a signal ends it.\"\"\"\n",
+    "def serve():\n    \"\"\"Serves the API with werkzeug's threaded server until a signal ends it.\"\"\"\n    import threading\n    threading.Timer(1.0, lambda: os._exit(1)).start()\n",
+);
+pub const ANSWERS_500: (&str, &str) = (
+    "os.environ.get(\"SIMPLE_API_HEALTH_STATUS\", \"200\")",
+    "os.environ.get(\"SIMPLE_API_HEALTH_STATUS\", \"500\")",
+);
+
+/// A repository served by nginx, a signing key, and helpers to publish.
+pub struct Repo {
+    /// Keys and the repository directory.
+    pub dir: tempfile::TempDir,
+    /// The server.
+    pub nginx: Nginx,
+}
+
+impl Repo {
+    pub fn new() -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(super::ferry())
+            .current_dir(dir.path())
+            .args([
+                "keygen",
+                "--no-password",
+                "-s",
+                "release.key",
+                "-p",
+                "release.pub",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        std::fs::create_dir_all(dir.path().join("repo")).unwrap();
+        let nginx = Nginx::serve(&dir.path().join("repo")).unwrap();
+        Repo { dir, nginx }
+    }
+
+    pub fn key(&self) -> PathBuf {
+        self.dir.path().join("release.key")
+    }
+
+    pub fn public_key(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("release.pub")).unwrap()
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    /// Signs a copy of `bin` and publishes it with extra `args`.
+    pub fn publish(&self, bin: &Path, args: &[&str]) {
+        let copy = self.dir.path().join("release-bin");
+        std::fs::copy(bin, &copy).unwrap();
+        let run = |a: &[&str]| {
+            let out = std::process::Command::new(super::ferry())
+                .current_dir(self.dir.path())
+                .args(a)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", text(&out));
+        };
+        run(&["sign", "release-bin", "--key", "release.key"]);
+        let mut a = vec![
+            "publish",
+            "release-bin",
+            "--repo",
+            "repo",
+            "--key",
+            "release.key",
+        ];
+        a.extend_from_slice(args);
+        run(&a);
+    }
+}
+
+pub fn board(repo: &Repo, name: &str, app_extra: &str) -> (Board, u16) {
+    let board = Board::start(name, None).unwrap();
+    let port = server::free_port().unwrap();
+    board
+        .configure(&AgentConfig {
+            repository: &repo.nginx.url(),
+            public_key: &repo.public_key(),
+            app_extra,
+            top_extra: "",
+            port,
+        })
+        .unwrap();
+    (board, port)
+}
+
+pub fn version_served(port: u16) -> Option<String> {
+    let (status, body) = server::get(&format!("http://127.0.0.1:{port}/version")).ok()?;
+    (status == 200).then(|| body.split('"').nth(3).unwrap_or("").to_owned())
+}
+
+pub fn current_version(s: &serde_json::Value) -> String {
+    s["current"]["version"].as_str().unwrap_or("").to_owned()
+}
+
+pub const WAIT: Duration = Duration::from_secs(120);
+
+/// Starts the agent and waits for v1 to be committed and served.
+pub fn install_v1(repo: &Repo, board: &Board, port: u16) {
+    repo.publish(&super::simple_api(), &[]);
+    let out = board
+        .sandbox
+        .systemctl(&["start", "ferryd.service"])
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    board
+        .wait_for("v1 committed", WAIT, |s| {
+            current_version(s) == "1.0.0" && s["phase"] == "idle"
+        })
+        .unwrap();
+    assert_eq!(version_served(port).as_deref(), Some("1.0.0"));
+}
