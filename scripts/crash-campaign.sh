@@ -15,4 +15,4 @@ scripts/install-deps.sh
 scripts/build-failpoints.sh
 cargo build --workspace --bins --locked
 FERRY_CRASH_KILLS="$kills" cargo nextest run -p ferry-tests --test crash --locked \
-  --no-capture --slow-timeout 600s 2>&1 | grep -E --line-buffered 'kills|round|broken:|lost:|SEED|PASS|FAIL|panicked'
+  --no-capture 2>&1 | grep -E --line-buffered 'kills|round|broken:|lost:|SEED|PASS|FAIL|panicked'
