@@ -43,9 +43,55 @@ pub enum CacheError {
         /// Why.
         err: ExtractError,
     },
+    /// The cache root's filesystem is mounted read-only.
+    #[error("cannot unpack into `{dir}`: the filesystem is read-only; set FERRY_CACHE_DIR to a writable directory")]
+    ReadOnly {
+        /// Where the extraction was to go.
+        dir: PathBuf,
+    },
+    /// The cache root's filesystem (or the user's quota) is full; what was
+    /// written is removed.
+    #[error("cannot unpack into `{dir}`: no space left on device (what was written is removed); free space there, or set FERRY_CACHE_DIR to a filesystem with room")]
+    NoSpace {
+        /// Where the extraction was to go.
+        dir: PathBuf,
+    },
     /// The tree vanished (pruned) every time it was about to be used.
     #[error("the extraction `{0}` was removed by other runs each time it was about to be used; try again")]
     Unstable(PathBuf),
+}
+
+impl CacheError {
+    /// Whether the environment, not the binary, is at fault and restarting
+    /// cannot help (exit code 78).
+    pub fn is_environment(&self) -> bool {
+        matches!(self, CacheError::ReadOnly { .. })
+    }
+
+    /// The underlying OS error, if there is one.
+    fn os_error(&self) -> Option<i32> {
+        match self {
+            CacheError::Io { err, .. } => err.raw_os_error(),
+            CacheError::Extract {
+                err: ExtractError::Write { err, .. },
+                ..
+            } => err.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// Names a read-only or full filesystem as such, with the fix.
+    fn explained(self, dir: &Path) -> CacheError {
+        match self.os_error() {
+            Some(libc::EROFS) => CacheError::ReadOnly {
+                dir: dir.to_owned(),
+            },
+            Some(libc::ENOSPC | libc::EDQUOT) => CacheError::NoSpace {
+                dir: dir.to_owned(),
+            },
+            _ => self,
+        }
+    }
 }
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CacheError {
@@ -95,7 +141,9 @@ pub fn ensure<R: Read>(
             trace!("`{}` was pruned while we looked", dir.display());
             continue;
         }
-        if let Some(run_lock) = extract_once(name_dir, build_id, &dir, &mut payload)? {
+        if let Some(run_lock) =
+            extract_once(name_dir, build_id, &dir, &mut payload).map_err(|e| e.explained(&dir))?
+        {
             return Ok(Extraction {
                 dir,
                 run_lock,

@@ -68,6 +68,7 @@ impl LaunchError {
         match self {
             Self::Verify(_) => EXIT_VERIFY,
             Self::CacheRoot(_) => EXIT_CONFIG,
+            Self::Cache(e) if e.is_environment() => EXIT_CONFIG,
             Self::Exec(e) => e.exit_code(),
             Self::OpenSelf(_)
             | Self::Container(_)

@@ -1077,3 +1077,207 @@ fn pruning_keeps_three_and_never_an_app_in_use() {
     extract(5);
     assert_eq!(s.names(&apps[0]), BTreeSet::from([id(3), id(4), id(5)]));
 }
+
+// ---------------------------------------------------------------- faults
+
+/// An app of `files` incompressible files of `len` bytes each.
+fn sized_app(dir: &Path, file_name: &str, name: &str, files: u64, len: u64) -> App {
+    let spec = Spec {
+        name,
+        ..Spec::default()
+    };
+    app_with(dir, file_name, &spec, |t| {
+        t.standard(file_name);
+        for i in 0..files {
+            let path = format!("site-packages/data/blob{i:03}");
+            t.raw(
+                tar::EntryType::Regular,
+                path.as_bytes(),
+                b"",
+                0o644,
+                noise(i + 11, len),
+                len,
+            );
+        }
+    })
+}
+
+/// Runs `script` (sh) in a private mount namespace, so mounts made for one
+/// test vanish with it; `$APP`, `$CACHE` and `$OUT` are set.
+fn in_mount_namespace(app: &App, cache: &Path, out: &Path, script: &str) -> Output {
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("APP", &app.path)
+        .env("CACHE", cache)
+        .env("OUT", out)
+        .env("FERRY_CACHE_DIR", cache)
+        .env("FERRY_TEST_OUT", out)
+        .env("FERRY_EXTRACT_ONLY", "1")
+        .stdin(Stdio::null())
+        .output_ok()
+}
+
+/// Whether the tests may mount (root, with `unshare`).
+fn can_mount() -> bool {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    root && Command::new("unshare").arg("--version").output().is_ok()
+}
+
+#[test]
+fn a_full_disk_during_extraction_is_one_clear_error_and_leaves_nothing() {
+    assert!(can_mount(), "this test needs root and unshare(1)");
+    let tmp = tempfile::tempdir().unwrap();
+    // 12 MiB of payload into a 4 MiB filesystem.
+    let app = sized_app(tmp.path(), "fat", "fat", 12, 1 << 20);
+    let s = Scratch::new();
+    let out = s.out("full");
+    let o = in_mount_namespace(
+        &app,
+        &s.cache(),
+        &out,
+        r#"mount -t tmpfs -o size=4m,mode=0700 ferry-full "$CACHE" || exit 99
+"$APP"; rc=$?
+echo "left: $(ls -A "$CACHE/fat" 2>/dev/null | tr '\n' ' ')"
+df -k "$CACHE" | tail -n 1
+exit $rc"#,
+    );
+    let err = stderr(&o);
+    assert_ne!(o.status.code(), Some(99), "mount failed: {err}");
+    assert_refused(
+        &o,
+        70,
+        &["no space left on device", "FERRY_CACHE_DIR", "fat"],
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let left = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("left: "))
+        .expect("the listing");
+    assert!(
+        left.trim().is_empty(),
+        "the cache holds what the failed run wrote: {stdout}"
+    );
+    // Room again: the same binary extracts and runs.
+    let o = in_mount_namespace(
+        &app,
+        &s.cache(),
+        &out,
+        r#"mount -t tmpfs -o size=64m,mode=0700 ferry-room "$CACHE" || exit 99
+"$APP""#,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_read_only_cache_root_is_refused_naming_the_variable() {
+    assert!(can_mount(), "this test needs root and unshare(1)");
+    let app = shared_app();
+    let s = Scratch::new();
+    let out = s.out("ro");
+    let o = in_mount_namespace(
+        app,
+        &s.cache(),
+        &out,
+        r#"mount -t tmpfs -o ro,mode=0700 ferry-ro "$CACHE" || exit 99
+"$APP""#,
+    );
+    assert_ne!(o.status.code(), Some(99), "mount failed: {}", stderr(&o));
+    assert_refused(&o, 78, &["read-only", "FERRY_CACHE_DIR"]);
+}
+
+#[test]
+fn two_builds_of_one_app_started_together_each_run_their_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = Spec {
+        name: "twin",
+        ..Spec::default()
+    };
+    let a = app_with(tmp.path(), "twin-a", &spec, |t| t.standard("build a"));
+    let b = app_with(tmp.path(), "twin-b", &spec, |t| t.standard("build b"));
+    assert_ne!(a.build_id, b.build_id);
+    let s = Scratch::new();
+    let runs: Vec<(Child, &App)> = (0..8)
+        .map(|i| {
+            let app = if i % 2 == 0 { &a } else { &b };
+            let mut c = s.command(app, &s.out(&format!("twin{i}")));
+            c.env("FERRY_EXTRACT_ONLY", "1").stdout(Stdio::piped());
+            (c.spawn_ok(), app)
+        })
+        .collect();
+    for (child, app) in runs {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let dir = PathBuf::from(String::from_utf8(o.stdout).unwrap().trim());
+        assert_eq!(dir, s.cache().join("twin").join(&app.build_id));
+        let tag = fs::read_to_string(dir.join("site-packages/tag.txt")).unwrap();
+        let expected = if app.build_id == a.build_id {
+            "build a"
+        } else {
+            "build b"
+        };
+        assert_eq!(tag, expected, "each build runs its own files");
+    }
+    assert_eq!(
+        s.names(&a),
+        BTreeSet::from([a.build_id.clone(), b.build_id.clone()]),
+        "one tree per build, no partial or lock left"
+    );
+}
+
+#[test]
+fn random_kills_during_extraction_never_leave_a_tree_that_is_not_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    const FILES: u64 = 60;
+    const LEN: u64 = 512 * 1024;
+    let app = sized_app(tmp.path(), "killme", "killme", FILES, LEN);
+    let s = Scratch::new();
+    let final_dir = s.cache().join("killme").join(&app.build_id);
+    let whole = || {
+        (0..FILES).all(|i| {
+            fs::metadata(final_dir.join(format!("site-packages/data/blob{i:03}")))
+                .is_ok_and(|m| m.len() == LEN)
+        })
+    };
+    // A fixed spread of delays over the extraction (which takes tens to
+    // hundreds of milliseconds here): some kills land before the first
+    // file, most in the middle, some after the rename.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut kills = 0;
+    for round in 0..30 {
+        if final_dir.exists() {
+            fs::remove_dir_all(&final_dir).unwrap();
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_micros(seed % 150_000);
+        let mut child = s
+            .command(&app, &s.out(&format!("kill{round}")))
+            .env("FERRY_EXTRACT_ONLY", "1")
+            .stdout(Stdio::null())
+            .spawn_ok();
+        std::thread::sleep(delay);
+        if child.kill().is_ok() {
+            kills += 1;
+        }
+        child.wait().unwrap();
+        assert!(
+            !final_dir.exists() || whole(),
+            "round {round} (killed after {delay:?}): a tree that is not whole is in place"
+        );
+    }
+    let o = s
+        .command(&app, &s.out("after"))
+        .env("FERRY_EXTRACT_ONLY", "1")
+        .output_ok();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(whole());
+    assert_eq!(
+        s.names(&app),
+        BTreeSet::from([app.build_id.clone()]),
+        "leftovers of {kills} killed runs are gone"
+    );
+}
