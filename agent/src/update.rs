@@ -310,6 +310,21 @@ impl<U: UnitManager> Agent<U> {
             &[("FERRY_SERIAL", &m.serial.to_string())],
             &format!("update to {} available", m.version),
         );
+        // An app without its unit could never be restarted: find out before
+        // anything is downloaded or swapped, not at the restart.
+        if let Err(e @ crate::systemd::SystemdError::NoSuchUnit(_)) =
+            self.units.status(&app.unit).await
+        {
+            let msg = format!("cannot install {} for `{}`: {e}", m.version, app.name);
+            journal::event(
+                Event::Error,
+                &app.name,
+                Some(&m.version),
+                &[("FERRY_ERROR", &msg)],
+                &msg,
+            );
+            return Err(anyhow!(msg));
+        }
         // The ETag is kept only once this release has a final outcome: a
         // refused or interrupted attempt must fetch the manifest again.
         job.state.etag = None;

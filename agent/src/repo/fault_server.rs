@@ -24,6 +24,9 @@ pub enum Behaviour {
     /// 200 with the full `Content-Length`, N bytes, then silence (until the
     /// client goes away).
     StallAfter(usize),
+    /// 200 with the full `Content-Length`, then one byte of the body every
+    /// interval (slowloris), until the body ends or the client goes away.
+    Trickle(Duration),
     /// This status with a short body.
     Status(u16),
     /// 200 with this `Content-Length` (none: delimited by closing) and
@@ -263,6 +266,17 @@ async fn answer(stream: &mut TcpStream, request: &Request, route: Route) -> std:
                 }
             })
             .await;
+            Ok(())
+        }
+        Behaviour::Trickle(every) => {
+            let headers = [("Content-Length", len.to_string())];
+            respond(stream, request, "200 OK", &headers, Some(&[])).await?;
+            for byte in body {
+                tokio::time::sleep(every).await;
+                if stream.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+            }
             Ok(())
         }
         Behaviour::Status(code) => {

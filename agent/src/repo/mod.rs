@@ -41,6 +41,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default of [`RepoConfig::max_artifact_size`]: 1 GiB.
 pub const DEFAULT_MAX_ARTIFACT_SIZE: u64 = 1 << 30;
+/// Slowest transfer accepted, in bytes per second, averaged over each
+/// [`RepoConfig::idle_timeout`]: a server that trickles bytes just often
+/// enough never to be silent (slowloris) is cut off all the same.
+pub const MIN_BYTES_PER_SECOND: u64 = 1024;
 /// Same-origin redirects followed before giving up.
 const MAX_REDIRECTS: usize = 5;
 /// Longest `ETag` kept (a longer one is ignored, as if absent).
@@ -210,6 +214,16 @@ pub enum RepoError {
         /// The idle timeout, in seconds.
         seconds: f64,
     },
+    /// Bytes arrive, but slower than [`MIN_BYTES_PER_SECOND`].
+    #[error("{url}: only {bytes} bytes in {seconds:.1} s, slower than the floor of {MIN_BYTES_PER_SECOND} bytes/s; the transfer is cut and retried later")]
+    TooSlow {
+        /// What was requested.
+        url: String,
+        /// Bytes received in the window.
+        bytes: u64,
+        /// The window, in seconds.
+        seconds: f64,
+    },
     /// Not enough free disk space for the download.
     #[error("{dir}: {available} bytes free, {needed} needed")]
     NoSpace {
@@ -244,6 +258,7 @@ impl RepoError {
             | RepoError::ShorterThanDeclared { .. }
             | RepoError::RangeMismatch { .. }
             | RepoError::Stalled { .. }
+            | RepoError::TooSlow { .. }
             | RepoError::NoSpace { .. }
             | RepoError::Io(_) => true,
             RepoError::Http { status, .. } => *status >= 500 || *status == 408 || *status == 429,
@@ -574,6 +589,7 @@ impl RepoClient {
         }
 
         let mut received = 0u64;
+        let mut pace = Pace::new(self.idle_timeout);
         loop {
             let chunk = match tokio::time::timeout(self.idle_timeout, response.chunk()).await {
                 Err(_) => return Err(self.stalled(url)),
@@ -602,6 +618,7 @@ impl RepoClient {
                     declared,
                 });
             }
+            pace.count(chunk.len(), url)?;
             crate::failpoint::hit("before-download-chunk");
             file.write_all(&chunk).await?;
             received += chunk.len() as u64;
@@ -640,6 +657,7 @@ impl RepoClient {
             return Err(too_large());
         }
         let mut body = Vec::new();
+        let mut pace = Pace::new(self.idle_timeout);
         loop {
             match tokio::time::timeout(self.idle_timeout, response.chunk()).await {
                 Err(_) => return Err(self.stalled(url)),
@@ -654,6 +672,7 @@ impl RepoClient {
                     if chunk.len() > limit - body.len() {
                         return Err(too_large());
                     }
+                    pace.count(chunk.len(), url)?;
                     body.extend_from_slice(&chunk);
                 }
             }
@@ -665,6 +684,41 @@ impl RepoClient {
             url: url.to_owned(),
             seconds: self.idle_timeout.as_secs_f64(),
         }
+    }
+}
+
+/// Measures a body's transfer rate over consecutive windows.
+struct Pace {
+    window: Duration,
+    started: std::time::Instant,
+    bytes: u64,
+}
+
+impl Pace {
+    fn new(window: Duration) -> Self {
+        Pace {
+            window,
+            started: std::time::Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// Counts a chunk; fails once a whole window went by below the floor.
+    fn count(&mut self, len: usize, url: &str) -> Result<(), RepoError> {
+        self.bytes += len as u64;
+        let elapsed = self.started.elapsed();
+        if elapsed < self.window {
+            return Ok(());
+        }
+        if (self.bytes as f64) < MIN_BYTES_PER_SECOND as f64 * elapsed.as_secs_f64() {
+            return Err(RepoError::TooSlow {
+                url: url.to_owned(),
+                bytes: self.bytes,
+                seconds: elapsed.as_secs_f64(),
+            });
+        }
+        *self = Pace::new(self.window);
+        Ok(())
     }
 }
 

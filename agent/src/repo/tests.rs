@@ -602,6 +602,48 @@ async fn download_stall_ends_within_the_idle_timeout() {
 }
 
 #[tokio::test]
+async fn a_trickling_server_is_cut_off_however_often_it_sends() {
+    // One byte every 100 ms is never silent for the 300 ms idle timeout, and
+    // would take 100,000 s for this artifact: the rate floor cuts it.
+    let server = FaultServer::start().await;
+    let body = artifact(1_000_000);
+    let path = blob(
+        &server,
+        &body,
+        Behaviour::Trickle(Duration::from_millis(100)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let partial = partial_in(&dir);
+    let idle = Duration::from_millis(300);
+    let client = client_with(&server, |c| c.idle_timeout = idle);
+    let started = Instant::now();
+    let err = client
+        .download(&path, body.len() as u64, &sha(&body), &partial)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::TooSlow { .. }), "{err:?}");
+    assert!(err.is_transient());
+    assert!(err.to_string().contains("slower than the floor"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // What arrived stays for a resume.
+    let kept = std::fs::read(&partial).unwrap();
+    assert!(!kept.is_empty() && body.starts_with(&kept));
+
+    // The manifest too: a trickled manifest never reaches the parser.
+    server.route(
+        MANIFEST_PATH,
+        vec![b'{'; 10_000],
+        Behaviour::Trickle(Duration::from_millis(100)),
+    );
+    let client = client_with(&server, |c| c.idle_timeout = idle);
+    let err = client
+        .fetch_manifest("demo", "stable", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::TooSlow { .. }), "{err:?}");
+}
+
+#[tokio::test]
 async fn stall_before_the_headers_ends_too() {
     // A listener that accepts and never answers.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
