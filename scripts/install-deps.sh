@@ -4,7 +4,7 @@
 # formatting and lints. Installs only what is missing, so reruns are quick.
 set -euo pipefail
 
-packages=(minisign patchelf binutils debootstrap systemd dbus nginx iproute2 strace)
+packages=(minisign patchelf binutils debootstrap systemd dbus nginx iproute2 strace openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

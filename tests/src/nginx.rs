@@ -33,7 +33,17 @@ const PORT_ATTEMPTS: usize = 5;
 pub struct Nginx {
     child: Child,
     port: u16,
+    https_port: Option<u16>,
     dir: TempDir,
+}
+
+/// A certificate and key nginx also serves `https` with, on its own port.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// PEM certificate (chain).
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
 }
 
 impl Nginx {
@@ -42,25 +52,32 @@ impl Nginx {
     /// nginx's own Range support; returns once it answers. Errors name a missing
     /// nginx (`apt-get install nginx`) or show nginx's error log.
     pub fn serve(root: &Path) -> Result<Nginx> {
-        Self::serve_with(root, None, &[])
+        Self::serve_with(root, None, &[], None)
+    }
+
+    /// Like [`Nginx::serve`], and also over `https` with `tls` on a second
+    /// free port ([`Nginx::https_url`]).
+    pub fn serve_tls(root: &Path, tls: &Tls) -> Result<Nginx> {
+        Self::serve_with(root, None, &[], Some(tls))
     }
 
     /// Like [`Nginx::serve`], listening also on `addrs` (the host ends of
     /// boards' network links), on the same port.
     pub fn serve_also_on(root: &Path, addrs: &[std::net::Ipv4Addr]) -> Result<Nginx> {
-        Self::serve_with(root, None, addrs)
+        Self::serve_with(root, None, addrs, None)
     }
 
     /// Like [`Nginx::serve`], on a given port (a server that comes back where a
     /// failing one stood, in outage tests).
     pub fn serve_on(root: &Path, port: u16) -> Result<Nginx> {
-        Self::serve_with(root, Some(port), &[])
+        Self::serve_with(root, Some(port), &[], None)
     }
 
     fn serve_with(
         root: &Path,
         fixed_port: Option<u16>,
         extra: &[std::net::Ipv4Addr],
+        tls: Option<&Tls>,
     ) -> Result<Nginx> {
         let nginx = tools::find("nginx", "nginx")?;
         let root = root
@@ -77,7 +94,7 @@ impl Nginx {
             );
         }
         if let Some(port) = fixed_port {
-            return match Self::start(&nginx, &root, port, extra) {
+            return match Self::start(&nginx, &root, port, extra, tls) {
                 Ok(started) => Ok(started),
                 Err(Start::PortTaken(err) | Start::Failed(err)) => Err(err),
             };
@@ -85,7 +102,7 @@ impl Nginx {
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = server::free_port()?;
-            match Self::start(&nginx, &root, port, extra) {
+            match Self::start(&nginx, &root, port, extra, tls) {
                 Ok(started) => return Ok(started),
                 Err(Start::PortTaken(err)) => last_err = Some(err),
                 Err(Start::Failed(err)) => return Err(err),
@@ -103,14 +120,19 @@ impl Nginx {
         root: &Path,
         port: u16,
         extra: &[std::net::Ipv4Addr],
+        tls: Option<&Tls>,
     ) -> std::result::Result<Nginx, Start> {
+        let https = match tls {
+            Some(tls) => Some((server::free_port().map_err(Start::Failed)?, tls)),
+            None => None,
+        };
         let dir = tempfile::Builder::new()
             .prefix("ferry-nginx-")
             .tempdir()
             .context("cannot create a temporary directory for nginx")
             .map_err(Start::Failed)?;
         let conf = dir.path().join("nginx.conf");
-        fs::write(&conf, config(dir.path(), root, port, extra))
+        fs::write(&conf, config(dir.path(), root, port, extra, https))
             .with_context(|| format!("cannot write `{}`", conf.display()))
             .map_err(Start::Failed)?;
         let mut cmd = Command::new(nginx);
@@ -125,7 +147,12 @@ impl Nginx {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let child = tied::spawn(cmd).map_err(Start::Failed)?;
-        let mut started = Nginx { child, port, dir };
+        let mut started = Nginx {
+            child,
+            port,
+            https_port: https.map(|(p, _)| p),
+            dir,
+        };
         let url = started.url();
         match server::wait_http_while(&format!("{url}/"), START_TIMEOUT, &mut started.child) {
             Ok(_) => Ok(started),
@@ -143,6 +170,11 @@ impl Nginx {
                 }
             }
         }
+    }
+
+    /// `https://localhost:<port>` when serving with [`Nginx::serve_tls`].
+    pub fn https_url(&self) -> Option<String> {
+        self.https_port.map(|p| format!("https://localhost:{p}"))
     }
 
     /// The port nginx listens on (on `127.0.0.1`).
@@ -191,9 +223,33 @@ enum Start {
 /// The whole nginx config: every path in `dir`, serving `root` on `port`.
 /// Paths are quoted; one with a `"` or `\` in it would need escaping, and
 /// [`Nginx::serve`] refuses it.
-fn config(dir: &Path, root: &Path, port: u16, extra: &[std::net::Ipv4Addr]) -> String {
+fn config(
+    dir: &Path,
+    root: &Path,
+    port: u16,
+    extra: &[std::net::Ipv4Addr],
+    https: Option<(u16, &Tls)>,
+) -> String {
     let d = dir.display();
     let root = root.display();
+    let https_server = https
+        .map(|(p, tls)| {
+            format!(
+                r#"
+    server {{
+        listen 127.0.0.1:{p} ssl;
+        server_name localhost;
+        ssl_certificate "{}";
+        ssl_certificate_key "{}";
+        root "{root}";
+        autoindex off;
+        etag on;
+    }}"#,
+                tls.cert.display(),
+                tls.key.display()
+            )
+        })
+        .unwrap_or_default();
     let extra_listen: String = extra
         .iter()
         .map(|a| format!("\n        listen {a}:{port};"))
@@ -229,7 +285,7 @@ http {{
         root "{root}";
         autoindex off;
         etag on;
-    }}
+    }}{https_server}
 }}
 "#
     )

@@ -1,0 +1,463 @@
+//! The bad-input matrix, end to end: a board runs v1 of simple_api under a
+//! real systemd, and `ferryd check` (the agent's one-shot poll, as an
+//! operator runs it) meets one bad input per row — a manifest, a signature,
+//! a server or a config. Every row must give a non-zero exit and one error
+//! that names the input and the problem, and change nothing: the same
+//! version runs, `current` and `previous` point where they did, and the
+//! state file's install record (`current`, `previous`, `phase`, serial,
+//! deny list) is as before. Only the record of the last result may change.
+//!
+//! Rows for containers and payloads (lengths outside the file, overlaps,
+//! absurd counts; `..`, absolute paths, escaping links, devices, a million
+//! entries) are in `format/src/container/tests.rs`,
+//! `launcher/src/extract.rs` and `launcher/tests/launcher.rs`, where the
+//! bytes can be crafted; `docs/reliability.md` lists every row.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::repo::{current_version, variant, version_served, Repo, WAIT};
+use common::text;
+use ferry_format::manifest::Manifest;
+use ferry_tests::board::{AgentConfig, Board};
+use ferry_tests::nginx::{Nginx, Tls};
+use ferry_tests::server;
+
+/// What must not change, read from the board.
+#[derive(Debug, PartialEq)]
+struct Install {
+    record: serde_json::Value,
+    current: Option<std::path::PathBuf>,
+    previous: Option<std::path::PathBuf>,
+    versions: Vec<String>,
+    served: Option<String>,
+}
+
+fn install(board: &Board, port: u16) -> Install {
+    let dir = board.app_dir();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+    let record = serde_json::json!({
+        "current": state["current"],
+        "previous": state["previous"],
+        "phase": state["phase"],
+        "target": state["target"],
+        "last_serial": state["last_serial"],
+        "denied": state["denied"],
+    });
+    let mut versions: Vec<String> = std::fs::read_dir(dir.join("versions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    versions.sort();
+    Install {
+        record,
+        current: std::fs::read_link(dir.join("current")).ok(),
+        previous: std::fs::read_link(dir.join("previous")).ok(),
+        versions,
+        served: version_served(port),
+    }
+}
+
+/// A board with v1 installed by the service, which is then stopped: each
+/// row runs `ferryd check` by hand.
+struct Device {
+    repo: Repo,
+    board: Board,
+    port: u16,
+    good: Manifest,
+    key: ferry_format::SecretKey,
+    rows: usize,
+}
+
+impl Device {
+    fn start() -> Device {
+        let repo = Repo::new();
+        let board = Board::start("badinput", None).unwrap();
+        let port = server::free_port().unwrap();
+        board
+            .configure(&AgentConfig {
+                repository: &repo.nginx.url(),
+                public_key: &repo.public_key(),
+                app_extra: "probation = \"1s\"",
+                top_extra: "network-timeout = \"2s\"",
+                port,
+            })
+            .unwrap();
+        repo.publish(&common::simple_api(), &[]);
+        let out = board
+            .sandbox
+            .systemctl(&["start", "ferryd.service"])
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        board
+            .wait_for("v1 committed", WAIT, |s| {
+                current_version(s) == "1.0.0" && s["phase"] == "idle"
+            })
+            .unwrap();
+        let out = board
+            .sandbox
+            .systemctl(&["stop", "ferryd.service"])
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        // A newer release is published, so every row is an update the
+        // agent would take if the input were good.
+        repo.publish(&variant("2.0.0", None), &[]);
+        let good = Manifest::from_json(&std::fs::read(manifest_path(&repo)).unwrap()).unwrap();
+        let key =
+            ferry_format::SecretKey::from_text(&std::fs::read_to_string(repo.key()).unwrap(), None)
+                .unwrap();
+        Device {
+            repo,
+            board,
+            port,
+            good,
+            key,
+            rows: 0,
+        }
+    }
+
+    /// Writes `config` as `/etc/ferry/<name>.toml` (with the board's key).
+    fn config(&self, name: &str, toml: &str) -> String {
+        std::fs::write(self.board.etc.join(format!("{name}.toml")), toml).unwrap();
+        format!("/etc/ferry/{name}.toml")
+    }
+
+    /// The board's own config with its repository replaced by `url` and
+    /// `extra` lines added at the top.
+    fn config_with_repository(&self, name: &str, url: &str, extra: &str) -> String {
+        let base = std::fs::read_to_string(self.board.etc.join("agent.toml")).unwrap();
+        let repo_line = base.lines().next().unwrap().to_owned();
+        let toml = base.replacen(&repo_line, &format!("repository = \"{url}\"\n{extra}"), 1);
+        self.config(name, &toml)
+    }
+
+    /// Runs `ferryd [-c CONFIG] check`; asserts failure, the needles
+    /// (case-insensitive) in its output, and nothing changed.
+    fn row(&mut self, name: &str, config: Option<&str>, needles: &[&str]) {
+        let before = install(&self.board, self.port);
+        let mut args = vec![];
+        if let Some(c) = config {
+            args.extend(["-c", c]);
+        }
+        args.push("check");
+        let out = self.board.ferryd(&args).unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("{name}: exit {:?}: {}", out.status.code(), said.trim());
+        assert!(!out.status.success(), "{name}: accepted\n{said}");
+        let lower = said.to_lowercase();
+        for n in needles {
+            assert!(
+                lower.contains(&n.to_lowercase()),
+                "{name}: `{n}` missing from: {said}"
+            );
+        }
+        // One verdict (a TOML error adds the line it points at, a hint may
+        // follow; `ferryd: INFO …` lines are the log of the attempt).
+        assert_eq!(
+            said.lines()
+                .filter(|l| l.starts_with("ferryd: error:") || l.starts_with("simple_api: "))
+                .count(),
+            1,
+            "{name}: one error: {said}"
+        );
+        let after = install(&self.board, self.port);
+        assert_eq!(before, after, "{name}: the install changed");
+        self.rows += 1;
+    }
+
+    /// Publishes `bytes` as the manifest, signed by the trusted key with
+    /// the good manifest's trusted comment, so the bytes reach the parser.
+    fn signed_manifest(&self, bytes: &[u8]) {
+        let mut pre = ferry_format::Prehasher::new();
+        pre.update(bytes);
+        let sig = ferry_format::Signature::sign_prehashed(
+            &self.key,
+            &pre.finish(),
+            &self.good.trusted_comment().to_string(),
+            "bad-input row",
+        )
+        .unwrap();
+        std::fs::write(signature_path(&self.repo), sig.to_text()).unwrap();
+        std::fs::write(manifest_path(&self.repo), bytes).unwrap();
+    }
+
+    fn good_json(&self) -> String {
+        String::from_utf8(self.good.to_json()).unwrap()
+    }
+}
+
+fn manifest_path(repo: &Repo) -> std::path::PathBuf {
+    repo.path().join("apps/simple_api/stable.json")
+}
+
+fn signature_path(repo: &Repo) -> std::path::PathBuf {
+    repo.path().join("apps/simple_api/stable.json.minisig")
+}
+
+/// A one-route HTTP server on 127.0.0.1 that answers every request with
+/// `respond` on its own thread, until dropped.
+struct BadServer {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl BadServer {
+    fn start(respond: fn(&mut std::net::TcpStream, &AtomicBool)) -> BadServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        let s = s.clone();
+                        std::thread::spawn(move || {
+                            stream.set_nonblocking(false).unwrap();
+                            let mut buf = [0u8; 4096];
+                            let _ = stream.read(&mut buf);
+                            respond(&mut stream, &s);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        BadServer { port, stop }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for BadServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A private CA (`ca.pem`) and a certificate for `localhost` it signed,
+/// made with openssl in `dir`.
+fn private_ca(dir: &Path) -> (Tls, std::path::PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl is installed (scripts/install-deps.sh)");
+        assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=ferry test CA"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(&ca);
+    let mut csr = vec!["req", "-subj", "/CN=localhost"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "key.pem", "-out", "leaf.csr"]);
+    openssl(&csr);
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "cert.pem",
+    ]);
+    (
+        Tls {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        },
+        dir.join("ca.pem"),
+    )
+}
+
+#[test]
+fn every_bad_input_is_refused_with_one_clear_error_and_nothing_changes() {
+    let mut d = Device::start();
+
+    // ---- config
+    let base = std::fs::read_to_string(d.board.etc.join("agent.toml")).unwrap();
+    let c = d.config(
+        "unknown-key",
+        &base.replace("poll-interval", "pol-interval"),
+    );
+    d.row(
+        "config: unknown key",
+        Some(&c),
+        &["unknown-key.toml", "unknown field `pol-interval`"],
+    );
+    let c = d.config(
+        "wrong-type",
+        &base.replace("probation = \"1s\"", "probation = 3"),
+    );
+    d.row(
+        "config: wrong type",
+        Some(&c),
+        &["wrong-type.toml", "probation", "invalid type"],
+    );
+    let c = d.config(
+        "missing-unit",
+        &base.replace("unit = \"simple_api.service\"", "unit = \"nosuch.service\""),
+    );
+    d.row(
+        "config: missing unit",
+        Some(&c),
+        &["nosuch.service", "2.0.0", "no unit"],
+    );
+    let c = d.config(
+        "no-repository",
+        &base.lines().skip(1).collect::<Vec<_>>().join("\n"),
+    );
+    d.row(
+        "config: missing key",
+        Some(&c),
+        &["no-repository.toml", "missing field `repository`"],
+    );
+
+    // ---- manifests, signed by the trusted key so they reach the parser
+    let good = d.good_json();
+    d.signed_manifest(b"{\"schema\": 1, \"app\": ");
+    d.row("manifest: malformed JSON", None, &["manifest", "EOF"]);
+    let mut huge = vec![b' '; 2 << 20];
+    huge.extend_from_slice(good.as_bytes());
+    d.signed_manifest(&huge);
+    d.row("manifest: huge", None, &["stable.json", "larger than"]);
+    let deep = format!(
+        "{{\"x\": {}{}, \"schema\": 1}}",
+        "[".repeat(20_000),
+        "]".repeat(20_000)
+    );
+    d.signed_manifest(deep.as_bytes());
+    d.row("manifest: deeply nested", None, &["manifest", "not valid"]);
+    d.signed_manifest(
+        good.replacen("\"schema\": 1", "\"schema\": 99", 1)
+            .as_bytes(),
+    );
+    d.row("manifest: unknown schema", None, &["schema", "99"]);
+    let serial = format!("\"serial\": {}", d.good.serial);
+    d.signed_manifest(good.replacen(&serial, "\"serial\": \"many\"", 1).as_bytes());
+    d.row("manifest: wrong type", None, &["manifest", "invalid type"]);
+    d.signed_manifest(
+        good.replacen("\"version\":", "\"version\": \"9.9.9\",\n  \"version\":", 1)
+            .as_bytes(),
+    );
+    d.row(
+        "manifest: duplicate key",
+        None,
+        &["manifest", "duplicate field `version`"],
+    );
+
+    // ---- signatures over the good manifest
+    std::fs::write(manifest_path(&d.repo), &good).unwrap();
+    d.signed_manifest(good.as_bytes());
+    let sig = std::fs::read_to_string(signature_path(&d.repo)).unwrap();
+    std::fs::write(
+        signature_path(&d.repo),
+        "this is not a minisign signature\n",
+    )
+    .unwrap();
+    d.row("signature: malformed", None, &["signature"]);
+    std::fs::write(signature_path(&d.repo), &sig[..sig.len() / 2]).unwrap();
+    d.row("signature: truncated", None, &["signature"]);
+    std::fs::write(signature_path(&d.repo), &sig).unwrap();
+
+    // ---- servers
+    let slow = BadServer::start(|s, stop| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 60000\r\n\r\n");
+        while !stop.load(Ordering::SeqCst) && s.write_all(b" ").is_ok() {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let c = d.config_with_repository("slowloris", &slow.url(), "");
+    d.row(
+        "server: slow bytes (slowloris)",
+        Some(&c),
+        &["stable.json", "slower than"],
+    );
+    let endless = BadServer::start(|s, stop| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+        let chunk = [b' '; 64 * 1024];
+        while !stop.load(Ordering::SeqCst) && s.write_all(&chunk).is_ok() {}
+    });
+    let c = d.config_with_repository("endless", &endless.url(), "");
+    d.row(
+        "server: endless bytes",
+        Some(&c),
+        &["stable.json", "larger than"],
+    );
+    let liar = BadServer::start(|s, _| {
+        let _ = s.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n{\"schema\": 1}",
+        );
+    });
+    let c = d.config_with_repository("content-length", &liar.url(), "");
+    d.row("server: wrong Content-Length", Some(&c), &["stable.json"]);
+    let redirect = BadServer::start(|s, _| {
+        let _ = s.write_all(b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.2:9/apps/simple_api/stable.json\r\nContent-Length: 0\r\n\r\n");
+    });
+    let c = d.config_with_repository("redirect", &redirect.url(), "");
+    d.row(
+        "server: redirect to another host",
+        Some(&c),
+        &["redirect", "127.0.0.2"],
+    );
+
+    let certs = tempfile::tempdir().unwrap();
+    let (tls, ca) = private_ca(certs.path());
+    let https = Nginx::serve_tls(&d.repo.path(), &tls).unwrap();
+    let https_url = https.https_url().unwrap();
+    let c = d.config_with_repository("untrusted-tls", &https_url, "");
+    d.row(
+        "server: TLS with an untrusted certificate",
+        Some(&c),
+        &["certificate"],
+    );
+    // The same server with its CA trusted: the row failed for the
+    // certificate alone, and after every bad input the good one is taken.
+    std::fs::copy(&ca, d.board.etc.join("repo-ca.pem")).unwrap();
+    let c = d.config_with_repository(
+        "trusted-tls",
+        &https_url,
+        "ca-file = \"/etc/ferry/repo-ca.pem\"",
+    );
+    let out = d.board.ferryd(&["-c", &c, "check"]).unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(version_served(d.port).as_deref(), Some("2.0.0"));
+    println!("{} rows, each refused with nothing changed", d.rows);
+}
