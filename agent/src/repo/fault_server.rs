@@ -27,6 +27,8 @@ pub enum Behaviour {
     /// 200 with the full `Content-Length`, then one byte of the body every
     /// interval (slowloris), until the body ends or the client goes away.
     Trickle(Duration),
+    /// Like `Normal` without `Range`: N bytes, a pause, then the rest.
+    PauseAfter(usize, Duration),
     /// This status with a short body.
     Status(u16),
     /// 200 with this `Content-Length` (none: delimited by closing) and
@@ -277,6 +279,14 @@ async fn answer(stream: &mut TcpStream, request: &Request, route: Route) -> std:
                     break;
                 }
             }
+            Ok(())
+        }
+        Behaviour::PauseAfter(n, pause) => {
+            let headers = [("Content-Length", len.to_string())];
+            let n = n.min(len);
+            respond(stream, request, "200 OK", &headers, Some(&body[..n])).await?;
+            tokio::time::sleep(pause).await;
+            let _ = stream.write_all(&body[n..]).await;
             Ok(())
         }
         Behaviour::Status(code) => {

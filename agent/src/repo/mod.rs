@@ -489,10 +489,19 @@ impl RepoClient {
             // resume sees them) before returning.
             let flushed = file.flush().await;
             let synced = file.sync_all().await;
-            let (start, fetched) = streamed?;
+            // Another writer can fill the disk after the space check.
+            let full = |e: RepoError| match e {
+                RepoError::Io(io) if is_disk_full(&io) => RepoError::NoSpace {
+                    needed: declared - have,
+                    available: available_space(&dir).unwrap_or(0),
+                    dir: dir.clone(),
+                },
+                e => e,
+            };
+            let (start, fetched) = streamed.map_err(full)?;
             flushed
                 .and(synced)
-                .map_err(|e| io_context(e, "writing", partial))?;
+                .map_err(|e| full(io_context(e, "writing", partial)))?;
             outcome = DownloadOutcome {
                 resumed_from: start,
                 bytes_fetched: fetched,
@@ -877,6 +886,15 @@ pub fn available_space(dir: &Path) -> io::Result<u64> {
     #[allow(clippy::useless_conversion)] // the field types vary by target
     let (blocks, block_size) = (u64::from(stat.f_bavail), u64::from(stat.f_frsize));
     Ok(blocks.saturating_mul(block_size))
+}
+
+/// Whether a write failed for want of space (or quota).
+fn is_disk_full(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || matches!(
+            e.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        )
 }
 
 /// Refuses when `available` bytes do not hold `remaining` plus the margin.

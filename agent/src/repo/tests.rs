@@ -818,6 +818,10 @@ struct SmallTmpfs {
 
 impl SmallTmpfs {
     fn mount() -> Option<Self> {
+        Self::mount_sized(c"size=1m")
+    }
+
+    fn mount_sized(options: &std::ffi::CStr) -> Option<Self> {
         let dir = tempfile::tempdir().ok()?;
         let target = CString::new(dir.path().as_os_str().as_bytes()).ok()?;
         // SAFETY: all arguments are valid NUL-terminated strings.
@@ -827,7 +831,7 @@ impl SmallTmpfs {
                 target.as_ptr(),
                 c"tmpfs".as_ptr(),
                 0,
-                c"size=1m".as_ptr().cast(),
+                options.as_ptr().cast(),
             )
         };
         (rc == 0).then_some(SmallTmpfs { dir })
@@ -865,4 +869,63 @@ async fn download_on_a_full_tmpfs_is_refused() {
         "{err:?}"
     );
     assert_eq!(server.connections(), 0);
+}
+
+#[tokio::test]
+async fn a_disk_that_fills_during_the_download_keeps_the_prefix_and_resumes() {
+    let Some(tmpfs) = SmallTmpfs::mount_sized(c"size=4m") else {
+        eprintln!("cannot mount a tmpfs here: not covered");
+        return;
+    };
+    let server = FaultServer::start().await;
+    // 1 MB (plus the 1 MiB margin) fits in 4 MiB when the download starts;
+    // during its pause another writer takes all the rest.
+    let body = artifact(1_000_000);
+    let path = blob(
+        &server,
+        &body,
+        Behaviour::PauseAfter(300_000, Duration::from_millis(800)),
+    );
+    let partial = tmpfs.dir.path().join("artifact.partial");
+    let filler = tmpfs.dir.path().join("filler");
+    let (p, f) = (partial.clone(), filler.clone());
+    let fill = tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0) == 0 {
+            assert!(Instant::now() < deadline, "the download never started");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut file = std::fs::File::create(&f).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+    });
+    let client = client(&server);
+    let err = client
+        .download(&path, body.len() as u64, &sha(&body), &partial)
+        .await
+        .unwrap_err();
+    fill.await.unwrap();
+    assert!(matches!(&err, RepoError::NoSpace { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains(&tmpfs.dir.path().display().to_string()),
+        "the error names the directory: {err}"
+    );
+    assert!(err.is_transient(), "a full disk is retried, not a refusal");
+    let kept = std::fs::read(&partial).unwrap();
+    assert!(
+        !kept.is_empty() && body.starts_with(&kept),
+        "a prefix is kept"
+    );
+
+    // Room again: the next attempt resumes from the prefix.
+    std::fs::remove_file(&filler).unwrap();
+    server.route(&format!("/{path}"), body.clone(), normal());
+    let outcome = client
+        .download(&path, body.len() as u64, &sha(&body), &partial)
+        .await
+        .unwrap();
+    assert_eq!(outcome.resumed_from, kept.len() as u64);
+    assert_eq!(std::fs::read(&partial).unwrap(), body);
 }
