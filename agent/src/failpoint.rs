@@ -37,15 +37,6 @@ pub const ALL: &[&str] = &[
     "after-persist:abandon",
 ];
 
-/// The points an update meets when the new release is unhealthy (the
-/// others are met by a healthy update).
-pub const ROLLBACK_PATH: &[&str] = &[
-    "after-persist:unhealthy",
-    "before-rollback",
-    "before-rollback-restart",
-    "after-persist:rolled-back",
-];
-
 /// The variable naming the arming file.
 pub const ENV: &str = "FERRY_FAILPOINT_FILE";
 

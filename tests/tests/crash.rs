@@ -360,6 +360,29 @@ fn check_kept(app_dir: &Path, keep: usize, stored: usize) -> Result<(), String> 
     Ok(())
 }
 
+/// The names in `agent/src/failpoint.rs`'s `ALL`, read from its source.
+fn points_in_the_agent() -> Vec<String> {
+    let src = std::fs::read_to_string(ferry_tests::workspace_root().join("agent/src/failpoint.rs"))
+        .unwrap();
+    let start = src.find("pub const ALL").expect("ALL in failpoint.rs");
+    let end = start + src[start..].find("];").unwrap();
+    src[start..end]
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_campaign_covers_every_crash_point_of_the_agent() {
+    let ours: Vec<String> = POINTS
+        .iter()
+        .map(|p| p.split('@').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(ours, points_in_the_agent());
+}
+
 #[test]
 fn every_crash_point_fires_once_and_the_device_recovers() {
     let releases = Releases::build();
