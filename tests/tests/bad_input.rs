@@ -23,12 +23,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::repo::{current_version, variant, version_served, Repo, WAIT};
+use common::repo::{board_with, install_v1, variant, version_served, Repo};
 use common::text;
 use ferry_format::manifest::Manifest;
-use ferry_tests::board::{AgentConfig, Board};
+use ferry_tests::board::Board;
 use ferry_tests::nginx::{Nginx, Tls};
-use ferry_tests::server;
 
 /// What must not change, read from the board.
 #[derive(Debug, PartialEq)]
@@ -80,28 +79,13 @@ struct Device {
 impl Device {
     fn start() -> Device {
         let repo = Repo::new();
-        let board = Board::start("badinput", None).unwrap();
-        let port = server::free_port().unwrap();
-        board
-            .configure(&AgentConfig {
-                repository: &repo.nginx.url(),
-                public_key: &repo.public_key(),
-                app_extra: "probation = \"1s\"",
-                top_extra: "network-timeout = \"2s\"",
-                port,
-            })
-            .unwrap();
-        repo.publish(&common::simple_api(), &[]);
-        let out = board
-            .sandbox
-            .systemctl(&["start", "ferryd.service"])
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-        board
-            .wait_for("v1 committed", WAIT, |s| {
-                current_version(s) == "1.0.0" && s["phase"] == "idle"
-            })
-            .unwrap();
+        let (board, port) = board_with(
+            &repo,
+            "badinput",
+            "probation = \"1s\"",
+            "network-timeout = \"2s\"",
+        );
+        install_v1(&repo, &board, port);
         let out = board
             .sandbox
             .systemctl(&["stop", "ferryd.service"])

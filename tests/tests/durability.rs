@@ -15,10 +15,8 @@ mod common;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use common::repo::{current_version, variant, Repo, EXITS_AT_START, WAIT};
+use common::repo::{board_with, current_version, install_v1, variant, Repo, EXITS_AT_START, WAIT};
 use common::text;
-use ferry_tests::board::{AgentConfig, Board};
-use ferry_tests::server;
 
 /// One syscall of interest, in trace order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,34 +203,19 @@ fn the_rules_catch_a_missing_flush() {
 #[test]
 fn every_rename_of_the_agent_is_flushed_before_and_its_directory_after() {
     let repo = Repo::new();
-    let board = Board::start("fsync", None).unwrap();
-    let port = server::free_port().unwrap();
-    board
-        .configure(&AgentConfig {
-            repository: &repo.nginx.url(),
-            public_key: &repo.public_key(),
-            app_extra: "probation = \"1s\"",
-            top_extra: "report-url = \"http://127.0.0.1:9/reports\"",
-            port,
-        })
-        .unwrap();
+    let (board, port) = board_with(
+        &repo,
+        "fsync",
+        "probation = \"1s\"",
+        "report-url = \"http://127.0.0.1:9/reports\"",
+    );
     board
         .agent_drop_in(
             "strace",
             "[Service]\nNotifyAccess=all\nSystemCallFilter=\nExecStart=\nExecStart=/usr/bin/strace -f -qq -y -e trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,link,linkat,symlink,symlinkat -o /var/lib/ferry/strace.log /usr/local/sbin/ferryd run --config /etc/ferry/agent.toml\n",
         )
         .unwrap();
-    repo.publish(&common::simple_api(), &[]);
-    let out = board
-        .sandbox
-        .systemctl(&["start", "ferryd.service"])
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    board
-        .wait_for("1.0.0 committed", WAIT, |s| {
-            current_version(s) == "1.0.0" && s["phase"] == "idle"
-        })
-        .unwrap();
+    install_v1(&repo, &board, port);
     repo.publish(&variant("3.0.0", None), &[]);
     board
         .wait_for("3.0.0 committed", WAIT, |s| {

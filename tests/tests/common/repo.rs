@@ -97,7 +97,13 @@ impl Repo {
     }
 }
 
+/// A board following `repo`, its app on a free port (returned).
 pub fn board(repo: &Repo, name: &str, app_extra: &str) -> (Board, u16) {
+    board_with(repo, name, app_extra, "")
+}
+
+/// [`board`] with top-level config lines too.
+pub fn board_with(repo: &Repo, name: &str, app_extra: &str, top_extra: &str) -> (Board, u16) {
     let board = Board::start(name, None).unwrap();
     let port = server::free_port().unwrap();
     board
@@ -105,7 +111,7 @@ pub fn board(repo: &Repo, name: &str, app_extra: &str) -> (Board, u16) {
             repository: &repo.nginx.url(),
             public_key: &repo.public_key(),
             app_extra,
-            top_extra: "",
+            top_extra,
             port,
         })
         .unwrap();
