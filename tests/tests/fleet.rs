@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::repo::Repo;
 use common::text;
 use ferry_tests::board::{AgentConfig, Board};
-use ferry_tests::examples;
 use ferry_tests::nginx::Nginx;
 use sha2::{Digest as _, Sha256};
 
@@ -26,33 +26,26 @@ fn bucket(device: &str, version: &str) -> u64 {
     u64::from_be_bytes(d[..8].try_into().unwrap()) % 100
 }
 
-fn ferry(dir: &Path, args: &[&str]) {
-    let out = Command::new(common::ferry())
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ferry {args:?}: {}", text(&out));
+/// simple_api at `version`, built once per test run.
+fn variant(version: &str) -> PathBuf {
+    common::repo::variant(version, None)
 }
 
-fn variant(dir: &Path, version: &str) -> PathBuf {
-    let project = examples::simple_api_variant(dir, version, None).unwrap();
-    common::built(&project, &[], "simple_api").unwrap()
-}
-
-fn publish(dir: &Path, bin: &Path, args: &[&str]) {
-    std::fs::copy(bin, dir.join("release-bin")).unwrap();
-    ferry(dir, &["sign", "release-bin", "--key", "release.key"]);
+/// `ferry rollout` of simple_api on `channel` with `args`.
+fn rollout(repo: &Repo, channel: &str, args: &[&str]) {
     let mut a = vec![
-        "publish",
-        "release-bin",
+        "rollout",
         "--repo",
         "repo",
+        "--app",
+        "simple_api",
+        "--channel",
+        channel,
         "--key",
         "release.key",
     ];
     a.extend_from_slice(args);
-    ferry(dir, &a);
+    repo.ferry(&a);
 }
 
 fn version(board: &Board) -> String {
@@ -98,22 +91,6 @@ fn machine_ids(phased: &[&str]) -> Vec<String> {
 
 #[test]
 fn phased_rollout_halt_channels_and_downgrade_across_six_boards() {
-    let work = tempfile::tempdir().unwrap();
-    let w = work.path();
-    ferry(
-        w,
-        &[
-            "keygen",
-            "--no-password",
-            "-s",
-            "release.key",
-            "-p",
-            "release.pub",
-        ],
-    );
-    std::fs::create_dir_all(w.join("repo")).unwrap();
-    let key = std::fs::read_to_string(w.join("release.pub")).unwrap();
-
     let ids = machine_ids(&["2.0.0", "3.0.0"]);
     let boards: Vec<Board> = ids
         .iter()
@@ -124,12 +101,13 @@ fn phased_rollout_halt_channels_and_downgrade_across_six_boards() {
         .iter()
         .map(|b| b.link.as_ref().unwrap().host)
         .collect();
-    let nginx = Nginx::serve_also_on(&w.join("repo"), &host_ends).unwrap();
+    let repo = Repo::served_by(|root| Nginx::serve_also_on(root, &host_ends));
+    let key = repo.public_key();
     for (i, b) in boards.iter().enumerate() {
         let link = b.link.as_ref().unwrap();
         let channel = if i >= 4 { "channel = \"beta\"" } else { "" };
         b.configure(&AgentConfig {
-            repository: &format!("http://{}:{}", link.host, nginx.port()),
+            repository: &format!("http://{}:{}", link.host, repo.nginx.port()),
             public_key: &key,
             app_extra: channel,
             top_extra: "",
@@ -142,15 +120,15 @@ fn phased_rollout_halt_channels_and_downgrade_across_six_boards() {
 
     // v1 everywhere.
     let v1 = common::simple_api();
-    publish(w, &v1, &[]);
-    publish(w, &v1, &["--channel", "beta"]);
+    repo.publish(&v1, &[]);
+    repo.publish(&v1, &["--channel", "beta"]);
     for b in &boards {
         b.sandbox.systemctl(&["start", "ferryd.service"]).unwrap();
     }
     all_on(&boards.iter().collect::<Vec<_>>(), "1.0.0");
 
     // v2 at 50 %: exactly the stable boards whose bucket is below 50.
-    publish(w, &variant(w, "2.0.0"), &["--percent", "50"]);
+    repo.publish(&variant("2.0.0"), &["--percent", "50"]);
     let takers: Vec<&Board> = stable
         .iter()
         .copied()
@@ -173,63 +151,19 @@ fn phased_rollout_halt_channels_and_downgrade_across_six_boards() {
         );
     }
     // 100 %: all stable boards.
-    ferry(
-        w,
-        &[
-            "rollout",
-            "--repo",
-            "repo",
-            "--app",
-            "simple_api",
-            "--channel",
-            "stable",
-            "--percent",
-            "100",
-            "--key",
-            "release.key",
-        ],
-    );
+    rollout(&repo, "stable", &["--percent", "100"]);
     all_on(&stable, "2.0.0");
 
     // v3 at 50 %, then halted: boards above the bucket never take it, even at 100 %.
-    publish(w, &variant(w, "3.0.0"), &["--percent", "50"]);
+    repo.publish(&variant("3.0.0"), &["--percent", "50"]);
     let takers: Vec<&Board> = stable
         .iter()
         .copied()
         .filter(|b| bucket(b.sandbox.machine_id(), "3.0.0") < 50)
         .collect();
     all_on(&takers, "3.0.0");
-    ferry(
-        w,
-        &[
-            "rollout",
-            "--repo",
-            "repo",
-            "--app",
-            "simple_api",
-            "--channel",
-            "stable",
-            "--halt",
-            "--key",
-            "release.key",
-        ],
-    );
-    ferry(
-        w,
-        &[
-            "rollout",
-            "--repo",
-            "repo",
-            "--app",
-            "simple_api",
-            "--channel",
-            "stable",
-            "--percent",
-            "100",
-            "--key",
-            "release.key",
-        ],
-    );
+    rollout(&repo, "stable", &["--halt"]);
+    rollout(&repo, "stable", &["--percent", "100"]);
     std::thread::sleep(Duration::from_secs(6));
     for b in stable
         .iter()
@@ -247,29 +181,15 @@ fn phased_rollout_halt_channels_and_downgrade_across_six_boards() {
     for b in &beta {
         assert_eq!(version(b), "1.0.0");
     }
-    publish(w, &variant(w, "4.0.0-beta"), &["--channel", "beta"]);
+    repo.publish(&variant("4.0.0-beta"), &["--channel", "beta"]);
     all_on(&beta, "4.0.0-beta");
     for b in &stable {
         assert_ne!(version(b), "4.0.0-beta");
     }
 
     // A deliberate downgrade: 1.0.0 again with a higher serial, to everyone on stable.
-    ferry(
-        w,
-        &[
-            "rollout",
-            "--repo",
-            "repo",
-            "--app",
-            "simple_api",
-            "--channel",
-            "stable",
-            "--resume",
-            "--key",
-            "release.key",
-        ],
-    );
-    publish(w, &v1, &[]);
+    rollout(&repo, "stable", &["--resume"]);
+    repo.publish(&v1, &[]);
     all_on(&stable, "1.0.0");
 }
 
@@ -295,33 +215,19 @@ fn wait_lines(path: &Path, n: usize) -> Vec<serde_json::Value> {
 
 #[test]
 fn reports_survive_a_collector_outage_and_arrive_exactly_once() {
-    let work = tempfile::tempdir().unwrap();
-    let w = work.path();
-    ferry(
-        w,
-        &[
-            "keygen",
-            "--no-password",
-            "-s",
-            "release.key",
-            "-p",
-            "release.pub",
-        ],
-    );
-    std::fs::create_dir_all(w.join("repo")).unwrap();
-    let nginx = Nginx::serve(&w.join("repo")).unwrap();
+    let repo = Repo::new();
     let collector_port = ferry_tests::server::free_port().unwrap();
     let board = Board::start("reports", None).unwrap();
     board
         .configure(&AgentConfig {
-            repository: &nginx.url(),
-            public_key: &std::fs::read_to_string(w.join("release.pub")).unwrap(),
+            repository: &repo.nginx.url(),
+            public_key: &repo.public_key(),
             app_extra: "",
             top_extra: &format!("report-url = \"http://127.0.0.1:{collector_port}/\""),
             port: ferry_tests::server::free_port().unwrap(),
         })
         .unwrap();
-    let out_file = w.join("reports.jsonl");
+    let out_file = repo.dir.path().join("reports.jsonl");
     let collect = || {
         Command::new(common::ferry())
             .args([
@@ -339,13 +245,13 @@ fn reports_survive_a_collector_outage_and_arrive_exactly_once() {
 
     // The collector is down: two updates, two reports queued on the board.
     let v1 = common::simple_api();
-    publish(w, &v1, &[]);
+    repo.publish(&v1, &[]);
     board
         .sandbox
         .systemctl(&["start", "ferryd.service"])
         .unwrap();
     all_on(&[&board], "1.0.0");
-    publish(w, &variant(w, "2.0.0"), &[]);
+    repo.publish(&variant("2.0.0"), &[]);
     all_on(&[&board], "2.0.0");
     let queued = std::fs::read_dir(board.state.join("reports"))
         .unwrap()
@@ -359,7 +265,7 @@ fn reports_survive_a_collector_outage_and_arrive_exactly_once() {
     // Down again for a deliberate downgrade, back again: the third arrives too.
     child.kill().unwrap();
     child.wait().unwrap();
-    publish(w, &v1, &[]);
+    repo.publish(&v1, &[]);
     all_on(&[&board], "1.0.0");
     let mut child = collect();
     let got = wait_lines(&out_file, 3);

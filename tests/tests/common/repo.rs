@@ -39,23 +39,28 @@ pub struct Repo {
 }
 
 impl Repo {
+    /// A key pair (`release.key`, `release.pub`, no password) and an empty
+    /// repository served by nginx on 127.0.0.1.
     pub fn new() -> Repo {
+        Self::served_by(Nginx::serve)
+    }
+
+    /// Like [`Repo::new`], served by `serve(repository directory)`.
+    pub fn served_by(serve: impl FnOnce(&Path) -> anyhow::Result<Nginx>) -> Repo {
         let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new(super::ferry())
-            .current_dir(dir.path())
-            .args([
+        ferry_in(
+            dir.path(),
+            &[
                 "keygen",
                 "--no-password",
                 "-s",
                 "release.key",
                 "-p",
                 "release.pub",
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
+            ],
+        );
         std::fs::create_dir_all(dir.path().join("repo")).unwrap();
-        let nginx = Nginx::serve(&dir.path().join("repo")).unwrap();
+        let nginx = serve(&dir.path().join("repo")).unwrap();
         Repo { dir, nginx }
     }
 
@@ -71,19 +76,16 @@ impl Repo {
         self.dir.path().join("repo")
     }
 
+    /// Runs `ferry ARGS…` in the directory of the keys and `repo/`, and
+    /// asserts it succeeds.
+    pub fn ferry(&self, args: &[&str]) {
+        ferry_in(self.dir.path(), args);
+    }
+
     /// Signs a copy of `bin` and publishes it with extra `args`.
     pub fn publish(&self, bin: &Path, args: &[&str]) {
-        let copy = self.dir.path().join("release-bin");
-        std::fs::copy(bin, &copy).unwrap();
-        let run = |a: &[&str]| {
-            let out = std::process::Command::new(super::ferry())
-                .current_dir(self.dir.path())
-                .args(a)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", text(&out));
-        };
-        run(&["sign", "release-bin", "--key", "release.key"]);
+        std::fs::copy(bin, self.dir.path().join("release-bin")).unwrap();
+        self.ferry(&["sign", "release-bin", "--key", "release.key"]);
         let mut a = vec![
             "publish",
             "release-bin",
@@ -93,8 +95,17 @@ impl Repo {
             "release.key",
         ];
         a.extend_from_slice(args);
-        run(&a);
+        self.ferry(&a);
     }
+}
+
+fn ferry_in(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new(super::ferry())
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ferry {args:?}: {}", text(&out));
 }
 
 /// A board following `repo`, its app on a free port (returned).
