@@ -101,6 +101,22 @@ impl<W: Write> TarBuilder<W> {
         self.file("site-packages/tag.txt", 0o644, tag.as_bytes());
     }
 
+    /// `site-packages/data/blob000…` : `count` incompressible files of `len`
+    /// bytes, the i-th from noise seed `seed + i`.
+    fn noise_files(&mut self, count: u64, len: u64, seed: u64) {
+        for i in 0..count {
+            let path = format!("site-packages/data/blob{i:03}");
+            self.raw(
+                tar::EntryType::Regular,
+                path.as_bytes(),
+                b"",
+                0o644,
+                noise(seed + i, len),
+                len,
+            );
+        }
+    }
+
     fn finish(self) -> W {
         self.0.into_inner().unwrap()
     }
@@ -922,17 +938,7 @@ fn killed_extraction_is_followed_by_a_good_one() {
                 zstd::stream::write::Encoder::new(File::create(&payload).unwrap(), 1).unwrap();
             let mut t = TarBuilder::new(enc);
             t.standard("big");
-            for i in 0..files {
-                let path = format!("site-packages/data/blob{i:03}");
-                t.raw(
-                    tar::EntryType::Regular,
-                    path.as_bytes(),
-                    b"",
-                    0o644,
-                    noise(i + 7, FILE_LEN),
-                    FILE_LEN,
-                );
-            }
+            t.noise_files(files, FILE_LEN, 7);
             t.finish().finish().unwrap();
         }
         let app = assemble(
@@ -1088,17 +1094,7 @@ fn sized_app(dir: &Path, file_name: &str, name: &str, files: u64, len: u64) -> A
     };
     app_with(dir, file_name, &spec, |t| {
         t.standard(file_name);
-        for i in 0..files {
-            let path = format!("site-packages/data/blob{i:03}");
-            t.raw(
-                tar::EntryType::Regular,
-                path.as_bytes(),
-                b"",
-                0o644,
-                noise(i + 11, len),
-                len,
-            );
-        }
+        t.noise_files(files, len, 11);
     })
 }
 
