@@ -21,6 +21,10 @@ fn manifest_bytes(repo: &Path) -> (Vec<u8>, Vec<u8>) {
 }
 
 fn rollout(p: &Path, change: &[&str]) -> std::process::Output {
+    rollout_on(p, "stable", change)
+}
+
+fn rollout_on(p: &Path, channel: &str, change: &[&str]) -> std::process::Output {
     let mut args = vec![
         "rollout",
         "--repo",
@@ -28,7 +32,7 @@ fn rollout(p: &Path, change: &[&str]) -> std::process::Output {
         "--app",
         "notes",
         "--channel",
-        "stable",
+        channel,
         "--key",
         "ferry.key",
     ];
@@ -122,22 +126,7 @@ fn rollout_changes_percent_and_halt_and_resigns() {
     let before = manifest_bytes(&p.join("repo"));
     let msg = fails(rollout(p, &["--percent", "101"]));
     assert!(msg.contains("--percent 101"), "{msg}");
-    let msg = fails(ferry(
-        p,
-        &[
-            "rollout",
-            "--repo",
-            "repo",
-            "--app",
-            "notes",
-            "--channel",
-            "beta",
-            "--key",
-            "ferry.key",
-            "--halt",
-        ],
-        &[],
-    ));
+    let msg = fails(rollout_on(p, "beta", &["--halt"]));
     assert!(msg.contains("nothing published on notes/beta"), "{msg}");
     assert!(!p.join("repo/apps/notes/beta.json").exists());
     // Exactly one change is required.
