@@ -24,3 +24,23 @@ pub fn program(name: &str) -> PathBuf {
     );
     p
 }
+
+/// Runs the workspace's `ferry ARGS…` in `cwd` with its output captured;
+/// an error shows the command, its status and what it printed.
+pub fn run_ferry(cwd: &std::path::Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    let out = std::process::Command::new(program("ferry"))
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run ferry: {e}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "`ferry {}` failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out)
+}

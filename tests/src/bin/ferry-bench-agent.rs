@@ -17,7 +17,6 @@
 //! `ferryd`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
@@ -109,20 +108,7 @@ impl Setup {
 }
 
 fn ferry(cwd: &Path, args: &[&str]) -> Result<()> {
-    let out = Command::new(programs::program("ferry"))
-        .current_dir(cwd)
-        .args(args)
-        .output()
-        .context("cannot run ferry")?;
-    if !out.status.success() {
-        bail!(
-            "`ferry {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
+    programs::run_ferry(cwd, args).map(drop)
 }
 
 fn path(p: &Path) -> Result<&str> {

@@ -100,12 +100,9 @@ impl Repo {
 }
 
 fn ferry_in(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new(super::ferry())
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ferry {args:?}: {}", text(&out));
+    if let Err(e) = ferry_tests::programs::run_ferry(dir, args) {
+        panic!("{e:#}");
+    }
 }
 
 /// A board following `repo`, its app on a free port (returned).
