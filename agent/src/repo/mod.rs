@@ -888,13 +888,13 @@ pub fn available_space(dir: &Path) -> io::Result<u64> {
     Ok(blocks.saturating_mul(block_size))
 }
 
-/// Whether a write failed for want of space (or quota).
+/// Whether a write failed for want of space (or quota). By kind, which
+/// std derives from `ENOSPC`/`EDQUOT` and which `io_context` keeps.
 fn is_disk_full(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
-        || matches!(
-            e.kind(),
-            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
-        )
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Refuses when `available` bytes do not hold `remaining` plus the margin.
