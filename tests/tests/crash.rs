@@ -106,7 +106,7 @@ impl Campaign {
             broken: Vec::new(),
             lost: Vec::new(),
         };
-        c.publish(&releases.good[0].1);
+        c.repo.publish(&releases.good[0].1, &[]);
         let out = c
             .board
             .sandbox
@@ -115,10 +115,6 @@ impl Campaign {
         assert!(out.status.success(), "{}", text(&out));
         c.finish_update("1.0.0", "committed", "v1");
         c
-    }
-
-    fn publish(&self, bin: &Path) {
-        self.repo.publish(bin, &[]);
     }
 
     fn arm_file(&self) -> PathBuf {
@@ -389,7 +385,7 @@ fn every_crash_point_fires_once_and_the_device_recovers() {
                 .sandbox
                 .systemctl(&["stop", "ferryd.service"])
                 .unwrap();
-            c.publish(bin);
+            c.repo.publish(bin, &[]);
             let blob = tamper_blob(&c.repo);
             c.arm(point);
             c.board
@@ -405,13 +401,13 @@ fn every_crash_point_fires_once_and_the_device_recovers() {
         }
         c.arm(point);
         if ROLLBACK_PATH.contains(&name) {
-            c.publish(&releases.bad.1);
+            c.repo.publish(&releases.bad.1, &[]);
             c.wait_fired(point);
             c.check_any_moment(point);
             c.finish_update(&releases.bad.0, "rolled_back", point);
         } else {
             let (version, bin) = &releases.good[next_good];
-            c.publish(bin);
+            c.repo.publish(bin, &[]);
             c.wait_fired(point);
             c.check_any_moment(point);
             c.finish_update(version, "committed", point);
@@ -478,7 +474,7 @@ fn random_kills_during_updates_never_break_an_install() {
         } else {
             &releases.good[next_good]
         };
-        c.publish(bin);
+        c.repo.publish(bin, &[]);
         // One to three kills spread over the update's few seconds.
         for _ in 0..=rng.below(3) {
             std::thread::sleep(Duration::from_millis(rng.below(3_000)));
