@@ -239,11 +239,10 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(Sha256::digest(std::fs::read(path)?)))
 }
 
-/// The releases `state.json` names, by directory: `current`, `previous` and
-/// the target of an update in progress, with their SHA-256.
-fn named_releases(state: &serde_json::Value) -> Vec<(String, String)> {
-    ["current", "previous", "target"]
-        .iter()
+/// The releases `state.json` names under `keys` (`current`, `previous`,
+/// `target` of an update in progress), as (directory, SHA-256).
+fn named_releases(state: &serde_json::Value, keys: &[&str]) -> Vec<(String, String)> {
+    keys.iter()
         .filter_map(|k| {
             let r = &state[*k];
             Some((
@@ -268,7 +267,6 @@ fn check_current(app_dir: &Path, idle: bool) -> Result<Vec<String>, String> {
     if idle && phase != "idle" {
         return Err(format!("phase is {phase}, not idle"));
     }
-    let named = named_releases(&state);
     let check_link = |link: &str, allowed: &[(String, String)]| -> Result<(), String> {
         let target = std::fs::read_link(app_dir.join(link))
             .map_err(|e| format!("`{link}` does not resolve: {e}"))?;
@@ -291,15 +289,15 @@ fn check_current(app_dir: &Path, idle: bool) -> Result<Vec<String>, String> {
         Ok(())
     };
     if idle {
-        let only = |k: &str| -> Vec<(String, String)> {
-            named_releases(&serde_json::json!({ "current": state[k] }))
-        };
-        check_link("current", &only("current"))?;
+        check_link("current", &named_releases(&state, &["current"]))?;
         if state["previous"].is_object() {
-            check_link("previous", &only("previous"))?;
+            check_link("previous", &named_releases(&state, &["previous"]))?;
         }
     } else {
-        check_link("current", &named)?;
+        check_link(
+            "current",
+            &named_releases(&state, &["current", "previous", "target"]),
+        )?;
     }
     let mut dirs = Vec::new();
     for e in std::fs::read_dir(app_dir.join("versions")).map_err(|e| e.to_string())? {
