@@ -9,6 +9,7 @@
 pub mod container;
 pub mod keys;
 pub mod manifest;
+pub mod tuf;
 pub mod report;
 pub mod signature;
 pub mod trusted_comment;
