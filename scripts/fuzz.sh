@@ -29,7 +29,7 @@ FERRY_FUZZ_SEEDS="$root/format/fuzz/corpus" \
 mkdir -p format/fuzz/corpus/config format/fuzz/corpus/tar
 cat >format/fuzz/corpus/config/full.toml <<'TOML'
 repository = "https://updates.example.com/ferry"
-trusted-keys = ["RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3"]
+root = "root.json"
 poll-interval = "15m"
 poll-jitter = "2m"
 state-dir = "/var/lib/ferry"
@@ -52,7 +52,7 @@ health-timeout = "5s"
 health-retries = 3
 user = "simple-api"
 TOML
-printf 'repository = "http://h/"\ntrusted-keys = ["RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3"]\ndevice-id = "d"\n[[app]]\nname = "a"\nunit = "a"\n' \
+printf 'repository = "http://h/"\nroot = "root.json"\ndevice-id = "d"\n[[app]]\nname = "a"\nunit = "a"\n' \
   >format/fuzz/corpus/config/small.toml
 # The launcher's payload: a small tree with a directory, files and links.
 seed="$(mktemp -d)"

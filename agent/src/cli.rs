@@ -41,6 +41,10 @@ pub enum Command {
     Install {
         /// The signed ferry binary.
         file: PathBuf,
+        /// Install it even when it is older than the current version or on
+        /// the deny list (a rollback attack if the file is not yours).
+        #[arg(long)]
+        force: bool,
     },
     /// Follow another channel (e.g. `beta`) for an app, from the next poll.
     Switch {

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use ferry_format::container::is_valid_name;
-use ferry_format::PublicKey;
 use serde::Deserialize;
 
 /// Where the agent reads its configuration by default.
@@ -17,7 +16,9 @@ pub const DEFAULT_PATH: &str = "/etc/ferry/agent.toml";
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawConfig {
     repository: String,
-    trusted_keys: Vec<String>,
+    root: PathBuf,
+    #[serde(default)]
+    allow_plain_files: bool,
     poll_interval: Option<String>,
     poll_jitter: Option<String>,
     state_dir: Option<PathBuf>,
@@ -103,8 +104,12 @@ pub struct AppSettings {
 pub struct Settings {
     /// Base URL of the repository.
     pub repository: String,
-    /// Keys whose signatures are trusted.
-    pub trusted_keys: Vec<PublicKey>,
+    /// The root of trust the device was provisioned with (TUF `root.json`);
+    /// newer roots are walked to from it and kept in the state directory.
+    pub root: PathBuf,
+    /// Whether artifacts of kind `file` (not ferry binaries, so with no
+    /// embedded signature and no pre-extraction) may be installed.
+    pub allow_plain_files: bool,
     /// Time between polls.
     pub poll_interval: Duration,
     /// Random extra delay, up to this, added to each poll.
@@ -153,19 +158,6 @@ fn opt_duration(key: &str, value: &Option<String>, default: Duration) -> Result<
         .map(|d| d.unwrap_or(default))
 }
 
-fn load_key(spec: &str, config_dir: &Path) -> Result<PublicKey> {
-    let path = config_dir.join(spec);
-    if spec.starts_with('/') || spec.contains('/') || path.exists() {
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!("`trusted-keys`: cannot read key file `{}`", path.display())
-        })?;
-        return PublicKey::from_text(&text)
-            .with_context(|| format!("`trusted-keys`: `{}`", path.display()));
-    }
-    PublicKey::from_base64(spec)
-        .with_context(|| format!("`trusted-keys`: `{spec}` is neither a key file nor a base64 key"))
-}
-
 fn machine_id() -> Result<String> {
     let id = std::fs::read_to_string("/etc/machine-id").context(
         "cannot read /etc/machine-id for the device id\nhint: set `device-id` in the agent config",
@@ -196,14 +188,13 @@ impl Settings {
                 raw.repository
             );
         }
-        if raw.trusted_keys.is_empty() {
-            bail!("`trusted-keys` is empty: the agent would trust nothing\nhint: list the release public key(s)");
+        if raw.repository.starts_with("http://") {
+            log::warn!(
+                "`repository` = \"{}\" is plain http: metadata stays verified, but anyone on the path sees what the device fetches; prefer https://",
+                raw.repository
+            );
         }
-        let trusted_keys = raw
-            .trusted_keys
-            .iter()
-            .map(|k| load_key(k, config_dir))
-            .collect::<Result<_>>()?;
+        let root = config_dir.join(&raw.root);
         if raw.app.is_empty() {
             bail!("no [[app]] table: the agent has nothing to manage");
         }
@@ -283,7 +274,8 @@ impl Settings {
         };
         Ok(Self {
             repository: raw.repository.trim_end_matches('/').to_owned(),
-            trusted_keys,
+            root,
+            allow_plain_files: raw.allow_plain_files,
             poll_interval: opt_duration(
                 "poll-interval",
                 &raw.poll_interval,
@@ -326,13 +318,11 @@ impl Settings {
 mod tests {
     use super::*;
 
-    const KEY: &str = "RWSirsqo5uiwskCANl7DjNgrcDmVB53CDlZk3gKuDy2M826wiqinD7ZM";
-
     fn full() -> String {
         format!(
             r#"
 repository = "http://127.0.0.1:8080/repo/"
-trusted-keys = ["{KEY}"]
+root = "root.json"
 poll-interval = "2m"
 poll-jitter = "10s"
 state-dir = "/tmp/ferry-state"
@@ -358,6 +348,8 @@ health-retries = 4
         assert_eq!(s.repository, "http://127.0.0.1:8080/repo");
         assert_eq!(s.poll_interval, Duration::from_secs(120));
         assert_eq!(s.device_id, "board-7");
+        assert_eq!(s.root, Path::new("/root.json"));
+        assert!(!s.allow_plain_files);
         let a = &s.apps[0];
         assert_eq!(
             (a.channel.as_str(), a.unit.as_str(), a.keep),
@@ -380,10 +372,9 @@ health-retries = 4
         assert!(
             format!("{:#}", Settings::parse(&text, Path::new("/")).unwrap_err()).contains("keep")
         );
-        let text = full().replace(KEY, "nope");
+        let text = full().replace("root = \"root.json\"\n", "");
         assert!(
-            format!("{:#}", Settings::parse(&text, Path::new("/")).unwrap_err())
-                .contains("trusted-keys")
+            format!("{:#}", Settings::parse(&text, Path::new("/")).unwrap_err()).contains("root")
         );
         let text = full().replace("unit = \"simple_api\"\n", "");
         let err = format!("{:#}", Settings::parse(&text, Path::new("/")).unwrap_err());

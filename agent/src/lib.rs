@@ -13,5 +13,6 @@ pub mod state;
 pub mod status;
 pub mod store;
 pub mod systemd;
+pub mod trust;
 pub mod update;
 pub mod verify;

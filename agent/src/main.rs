@@ -116,9 +116,9 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Install { file } => {
+        Command::Install { file, force } => {
             let agent = agent(settings).await?;
-            let outcome = agent.install_file(&file).await?;
+            let outcome = agent.install_file(&file, force).await?;
             agent.flush_reports().await;
             Ok(if report(&file.display().to_string(), &outcome) {
                 ExitCode::SUCCESS

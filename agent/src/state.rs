@@ -156,10 +156,18 @@ pub struct AppState {
     pub previous: Option<Release>,
     /// Highest manifest serial accepted (replay protection).
     pub last_serial: u64,
-    /// Newest `published_at` seen: a clock before it is unset (boards boot in 1970).
+    /// Newest `published_at` seen, never beyond the clock plus a small skew:
+    /// a clock before it is unset (boards boot in 1970).
     pub last_published_at: u64,
-    /// ETag of the last manifest fetched.
-    pub etag: Option<String>,
+    /// SHA-256 of the channel manifest whose outcome is final: while the
+    /// app's role names the same one, a poll has nothing to do.
+    #[serde(default)]
+    pub manifest_sha256: Option<String>,
+    /// The app's release keys (sorted ids and threshold) the floors above
+    /// were raised under: when the repository rotates them, the floors a
+    /// leaked key could have pushed up start again.
+    #[serde(default)]
+    pub release_keys: Vec<String>,
     /// Channel followed instead of the configured one (`ferryd switch`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
@@ -224,7 +232,8 @@ impl AppState {
             previous: None,
             last_serial: 0,
             last_published_at: 0,
-            etag: None,
+            manifest_sha256: None,
+            release_keys: Vec::new(),
             channel: None,
             denied: Vec::new(),
             phase: Phase::Idle,

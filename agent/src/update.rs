@@ -9,13 +9,13 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context as _, Result};
-use ferry_format::manifest::{ArtifactKind, Manifest};
+use ferry_format::manifest::ArtifactKind;
 
 use crate::config::{AppSettings, Settings};
 use crate::failpoint;
 use crate::health;
 use crate::journal::{self, Event};
-use crate::repo::{ManifestFetch, RepoClient};
+use crate::repo::RepoClient;
 use crate::state::{AppState, LastResult, Phase, Release, Step};
 use crate::store::Store;
 use crate::systemd::{JobOutcome, UnitManager};
@@ -147,15 +147,19 @@ impl Job<'_> {
     }
 }
 
-fn release_of(m: &Manifest) -> Release {
+fn release_of(offer: &verify::Offer) -> Release {
+    let m = &offer.manifest;
     Release {
         version: m.version.clone(),
         serial: m.serial,
-        sha256: m.artifact.sha256.clone(),
-        size: m.artifact.size,
-        dir: Release::dir_name(&m.version, &m.artifact.sha256),
+        sha256: offer.sha256.clone(),
+        size: offer.file.length,
+        dir: Release::dir_name(&m.version, &offer.sha256),
     }
 }
+
+/// How far ahead of the device's clock a publication time is believed.
+const CLOCK_SKEW: u64 = 300;
 
 impl<U: UnitManager> Agent<U> {
     /// One pass over `app`: resume, then check for an update.
@@ -218,6 +222,52 @@ impl<U: UnitManager> Agent<U> {
         }
     }
 
+    /// Refreshes the trusted metadata down to the app's role: `Ok(None)`
+    /// when it was refused (the refusal is recorded), `Err` on transient
+    /// trouble.
+    async fn refresh_trust(
+        &self,
+        job: &mut Job<'_>,
+        clock: u64,
+    ) -> Result<std::result::Result<ferry_format::tuf::TrustedSet, Outcome>> {
+        let app = job.app;
+        // A clock before the newest publication seen is unset (boards
+        // without an RTC boot in 1970): expiry cannot be judged then, every
+        // other rule still holds.
+        let trusted_now = (clock >= job.state.last_published_at).then_some(clock);
+        let dir = crate::trust::TrustDir::open(&self.settings.state_dir)?;
+        let apps: Vec<&str> = self.settings.apps.iter().map(|a| a.name.as_str()).collect();
+        match crate::trust::refresh(
+            &self.repo,
+            &dir,
+            &self.settings.root,
+            &apps,
+            &app.name,
+            trusted_now,
+        )
+        .await
+        {
+            Ok(set) => Ok(Ok(set)),
+            Err(e) if e.downcast_ref::<verify::Refusal>().is_some() => {
+                Ok(Err(self.refuse(job, None, &format!("{e:#}"))?))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records a refusal of what the repository offers.
+    fn refuse(&self, job: &mut Job<'_>, version: Option<&str>, msg: &str) -> Result<Outcome> {
+        journal::event(
+            Event::Refused,
+            &job.app.name,
+            version,
+            &[("FERRY_ERROR", msg)],
+            &format!("refused: {msg}"),
+        );
+        job.finish(None, ReportOutcome::Refused, version, msg)?;
+        Ok(Outcome::Refused(msg.to_owned()))
+    }
+
     async fn poll(&self, job: &mut Job<'_>) -> Result<Outcome> {
         let app = job.app;
         journal::event(
@@ -227,52 +277,66 @@ impl<U: UnitManager> Agent<U> {
             &[("FERRY_CHANNEL", &app.channel)],
             "checking for updates",
         );
-        let etag = if job.state.current.is_some() {
-            job.state.etag.clone()
-        } else {
-            None
+        let clock = now();
+        let set = match self.refresh_trust(job, clock).await? {
+            Ok(set) => set,
+            Err(outcome) => return Ok(outcome),
         };
-        let (bytes, signature, etag) = match self
-            .repo
-            .fetch_manifest(&app.name, &app.channel, etag.as_deref())
-            .await?
+        let role = &set.delegated(&app.name).expect("refreshed down to the app").doc;
+        let targets = &set.targets().expect("refreshed").doc;
+        let (keys, key_ids) = verify::release_keys(targets, &app.name);
+        if job.state.release_keys != key_ids {
+            // New release keys: floors raised under the old ones may have
+            // been pushed up by a leaked key.
+            job.state.last_serial = 0;
+            job.state.last_published_at = 0;
+            job.state.manifest_sha256 = None;
+            job.state.release_keys = key_ids;
+            job.state.save(&job.store.state_path())?;
+        }
+        let channel_target = ferry_format::tuf::layout::channel_target(&app.name, &app.channel);
+        let Some(info) = role.targets.get(&channel_target).cloned() else {
+            let r = verify::Refusal::NoRelease {
+                app: app.name.clone(),
+                channel: app.channel.clone(),
+            };
+            return self.refuse(job, None, &r.to_string());
+        };
+        if job.state.current.is_some()
+            && info.sha256().is_some()
+            && job.state.manifest_sha256.as_deref() == info.sha256()
         {
-            ManifestFetch::NotModified => return Ok(Outcome::UpToDate),
-            ManifestFetch::Fetched {
-                manifest_bytes,
-                signature,
-                etag,
-            } => (manifest_bytes, signature, etag),
+            return Ok(Outcome::UpToDate);
+        }
+        let bytes = self.fetch_manifest(&channel_target, &info).await?;
+        let offer = match bytes.map_err(verify::Refusal::Repository).and_then(|bytes| {
+            verify::check_manifest(
+                &bytes,
+                &info,
+                role,
+                app,
+                &job.state,
+                self.settings.max_artifact_size,
+                self.settings.allow_plain_files,
+                ferry_format::manifest::host_target(),
+            )
+        }) {
+            Ok(offer) => offer,
+            Err(refusal) => return self.refuse(job, None, &refusal.to_string()),
         };
-        let m = match verify::check_manifest(
-            &bytes,
-            &signature,
-            &self.settings.trusted_keys,
-            app,
-            &job.state,
-            self.settings.max_artifact_size,
-            now(),
-        ) {
-            Ok(m) => m,
-            Err(refusal) => {
-                let msg = refusal.to_string();
-                journal::event(
-                    Event::Refused,
-                    &app.name,
-                    None,
-                    &[("FERRY_ERROR", &msg)],
-                    &format!("manifest refused: {msg}"),
-                );
-                job.finish(None, ReportOutcome::Refused, None, &msg)?;
-                return Ok(Outcome::Refused(msg));
-            }
-        };
-        job.state.last_published_at = job.state.last_published_at.max(m.published_at);
-        let target = release_of(&m);
+        let m = &offer.manifest;
+        // Every verified manifest raises the floors, not only installs; a
+        // publication time is never taken beyond the clock plus a skew.
+        job.state.last_serial = job.state.last_serial.max(m.serial);
+        job.state.last_published_at = job
+            .state
+            .last_published_at
+            .max(m.published_at.min(clock.saturating_add(CLOCK_SKEW)));
+        let manifest_sha = info.sha256().map(str::to_owned);
+        let target = release_of(&offer);
         let current_sha = job.state.current.as_ref().map(|c| c.sha256.clone());
-        if current_sha.as_deref() == Some(m.artifact.sha256.as_str()) {
-            job.state.last_serial = job.state.last_serial.max(m.serial);
-            job.state.etag = etag;
+        if current_sha.as_deref() == Some(offer.sha256.as_str()) {
+            job.state.manifest_sha256 = manifest_sha;
             job.state.save(&job.store.state_path())?;
             journal::event(
                 Event::UpToDate,
@@ -283,17 +347,18 @@ impl<U: UnitManager> Agent<U> {
             );
             return Ok(Outcome::UpToDate);
         }
-        if job.state.is_denied(&m.artifact.sha256, m.serial) {
+        job.state.save(&job.store.state_path())?;
+        if job.state.is_denied(&offer.sha256, m.serial) {
             let msg = format!(
                 "{} (serial {}) is on the deny list until a higher serial",
                 m.version, m.serial
             );
             journal::event(Event::Denied, &app.name, Some(&m.version), &[], &msg);
-            job.state.etag = etag;
+            job.state.manifest_sha256 = manifest_sha.clone();
             job.state.save(&job.store.state_path())?;
             return Ok(Outcome::Skipped(msg));
         }
-        if !verify::in_rollout(&m, &self.settings.device_id, self.settings.wariness) {
+        if !verify::in_rollout(m, &self.settings.device_id, self.settings.wariness) {
             let msg = format!(
                 "{} is rolled out to {}%{}; this device's bucket is {}",
                 m.version,
@@ -325,11 +390,11 @@ impl<U: UnitManager> Agent<U> {
             );
             return Err(anyhow!(msg));
         }
-        // The ETag is kept only once this release has a final outcome: a
-        // refused or interrupted attempt must fetch the manifest again.
-        job.state.etag = None;
+        // The manifest is remembered only once this release has a final
+        // outcome: a refused or interrupted attempt must look again.
+        job.state.manifest_sha256 = None;
         job.step(Step::StartDownload(target.clone()))?;
-        if let Err(e) = self.download_and_store(job, &m, &target).await {
+        if let Err(e) = self.download_and_store(job, &offer, &keys, &target).await {
             let msg = format!("{e:#}");
             job.step(Step::Abandon)?;
             if e.downcast_ref::<verify::Refusal>().is_some() {
@@ -363,34 +428,61 @@ impl<U: UnitManager> Agent<U> {
         );
         let outcome = self.install_verified(job, target).await?;
         if matches!(outcome, Outcome::Committed(_) | Outcome::RolledBack(_)) {
-            job.state.etag = etag;
+            job.state.manifest_sha256 = manifest_sha.clone();
             job.state.save(&job.store.state_path())?;
         }
         Ok(outcome)
+    }
+
+    /// Fetches the channel manifest's file, at most the size the app's role
+    /// signs: `Ok(Err(_))` is a refusal, `Err` is transient.
+    async fn fetch_manifest(
+        &self,
+        target: &str,
+        info: &ferry_format::tuf::TargetFile,
+    ) -> Result<std::result::Result<Vec<u8>, String>> {
+        let limit = ferry_format::manifest::MAX_MANIFEST_LEN as u64;
+        if info.length > limit {
+            return Ok(Err(format!(
+                "the channel manifest is {} bytes, over the limit of {limit}",
+                info.length
+            )));
+        }
+        let Some(sha) = info.sha256() else {
+            return Ok(Err("the app's role gives the channel manifest no SHA-256".into()));
+        };
+        let path = ferry_format::tuf::layout::target_file_path(target, sha);
+        match self.repo.fetch_file(&path, info.length, false).await {
+            Ok(bytes) => Ok(Ok(bytes.unwrap_or_default())),
+            Err(e) if e.is_transient() => Err(e.into()),
+            Err(e) => Ok(Err(e.to_string())),
+        }
     }
 
     /// Download, checks, pre-extraction, storing under `versions/`.
     async fn download_and_store(
         &self,
         job: &mut Job<'_>,
-        m: &Manifest,
+        offer: &verify::Offer,
+        keys: &[ferry_format::tuf::Key],
         target: &Release,
     ) -> Result<()> {
         let app = job.app;
+        let m = &offer.manifest;
         let partial = job.store.partial_path(&target.sha256);
         journal::event(
             Event::DownloadStarted,
             &app.name,
             Some(&m.version),
-            &[("FERRY_SIZE", &m.artifact.size.to_string())],
+            &[("FERRY_SIZE", &offer.file.length.to_string())],
             "downloading",
         );
         let got = self
             .repo
             .download(
-                &m.artifact.path,
-                m.artifact.size,
-                &m.artifact.sha256,
+                &ferry_format::tuf::layout::target_file_path(&offer.artifact.target, &offer.sha256),
+                offer.file.length,
+                &offer.sha256,
                 &partial,
             )
             .await
@@ -420,8 +512,8 @@ impl<U: UnitManager> Agent<U> {
         failpoint::hit("before-verify");
         if let Err(r) = verify::check_artifact(
             &partial,
-            m.artifact.kind,
-            &self.settings.trusted_keys,
+            offer.artifact.kind,
+            keys,
             &app.name,
             &m.version,
         ) {
@@ -431,7 +523,7 @@ impl<U: UnitManager> Agent<U> {
         failpoint::hit("before-store");
         let stored = job.store.store_binary(&partial, target)?;
         let _ = std::fs::remove_file(&partial);
-        if m.artifact.kind == ArtifactKind::Ferry {
+        if offer.artifact.kind == ArtifactKind::Ferry {
             failpoint::hit("before-pre-extract");
             if let Err(e) = pre_extract(&stored, app).await {
                 let _ = std::fs::remove_dir_all(
@@ -656,20 +748,40 @@ impl<U: UnitManager> Agent<U> {
     }
 
     /// `ferryd install FILE`: an offline update through the same checks.
-    pub async fn install_file(&self, file: &Path) -> Result<Outcome> {
-        let mut f = std::fs::File::open(file)
+    /// The file is opened once and copied into the agent's own directory
+    /// (root-owned, 0600); everything after — the signature by one of the
+    /// app's release keys from the trusted metadata, pre-extraction, the
+    /// install — works on that copy, so swapping the file meanwhile changes
+    /// nothing. An older version or a denied one needs `force`.
+    pub async fn install_file(&self, file: &Path, force: bool) -> Result<Outcome> {
+        let mut src = std::fs::File::open(file)
             .with_context(|| format!("cannot open `{}`", file.display()))?;
-        let c = ferry_format::Container::read_from(&mut f)
+        let c = ferry_format::Container::read_from(&mut src)
             .with_context(|| format!("`{}`", file.display()))?;
         let app = self.settings.app(&c.metadata.name)?;
-        verify::check_artifact(
-            file,
-            ArtifactKind::Ferry,
-            &self.settings.trusted_keys,
-            &app.name,
-            &c.metadata.version,
-        )
-        .with_context(|| format!("`{}` refused", file.display()))?;
+        let store = Store::open(&self.settings.state_dir, &app.name)?;
+        let copy = store.partial_path("install");
+        copy_private(&mut src, &copy)?;
+        drop(src);
+        let result = self.install_copy(app, &copy, force).await;
+        let _ = std::fs::remove_file(&copy);
+        result.with_context(|| format!("`{}` refused", file.display()))
+    }
+
+    async fn install_copy(&self, app: &AppSettings, file: &Path, force: bool) -> Result<Outcome> {
+        let mut f = std::fs::File::open(file)?;
+        let c = ferry_format::Container::read_from(&mut f)?;
+        let dir = crate::trust::TrustDir::open(&self.settings.state_dir)?;
+        let apps: Vec<&str> = self.settings.apps.iter().map(|a| a.name.as_str()).collect();
+        let set = dir.load(&self.settings.root, &apps)?;
+        let targets = set.targets().map(|t| &t.doc).with_context(|| {
+            "the device holds no repository metadata yet, so it knows no release keys: let it reach the repository once"
+        })?;
+        let (keys, _) = verify::release_keys(targets, &app.name);
+        if keys.is_empty() {
+            anyhow::bail!("the repository delegates no release keys to `{}`", app.name);
+        }
+        verify::check_artifact(file, ArtifactKind::Ferry, &keys, &app.name, &c.metadata.version)?;
         let sha256 = sha256_of(file)?;
         let (_lock, mut job) = self.open_job(app)?;
         if let Phase::Hold { .. } = job.state.phase {
@@ -680,6 +792,30 @@ impl<U: UnitManager> Agent<U> {
                 "an update of `{}` is in progress ({}); try again after it ends",
                 app.name,
                 job.state.phase.name()
+            );
+        }
+        let current = job.state.current.clone();
+        let older = current.as_ref().is_some_and(|cur| {
+            verify::version_key(&c.metadata.version) < verify::version_key(&cur.version)
+        });
+        let denied = job.state.denied.iter().any(|d| d.sha256 == sha256);
+        if (older || denied) && !force {
+            anyhow::bail!(
+                "{} {} is {} (a replayed old release is a rollback attack); pass --force to install it anyway",
+                app.name,
+                c.metadata.version,
+                if denied {
+                    "on the deny list: it was rolled back before".to_owned()
+                } else {
+                    format!("older than the current {}", current.map(|c| c.version).unwrap_or_default())
+                }
+            );
+        }
+        if older || denied {
+            log::warn!(
+                "installing {} {} by --force although it is older or denied",
+                app.name,
+                c.metadata.version
             );
         }
         let size = std::fs::metadata(file)?.len();
@@ -744,7 +880,7 @@ impl<U: UnitManager> Agent<U> {
         let mut state = AppState::load(&store.state_path(), &app.name)?;
         state.channel = (channel != app.channel).then(|| channel.to_owned());
         state.last_serial = 0;
-        state.etag = None;
+        state.manifest_sha256 = None;
         state.save(&store.state_path())
     }
 
@@ -805,6 +941,28 @@ fn lookup_user(name: &str) -> Result<(u32, u32)> {
         })
         .next()
         .with_context(|| format!("user `{name}` (the app's `user`) does not exist"))
+}
+
+/// Copies an open file into `dest` (created 0600, no symlink followed,
+/// fsynced): the agent's private copy of an operator's file.
+fn copy_private(src: &mut std::fs::File, dest: &Path) -> Result<()> {
+    use std::io::Seek as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(dest);
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dest)
+        .with_context(|| format!("cannot create `{}`", dest.display()))?;
+    src.seek(std::io::SeekFrom::Start(0))?;
+    std::io::copy(src, &mut out).with_context(|| format!("cannot copy into `{}`", dest.display()))?;
+    out.sync_all()?;
+    Ok(())
 }
 
 /// Hex SHA-256 of a file.

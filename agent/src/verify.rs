@@ -1,15 +1,18 @@
-//! Checks before anything touches `current`, in the order DESIGN §6 gives:
-//! the manifest's signature by a trusted key (before its JSON is parsed), its
-//! trusted comment, app and channel, serial (replay), expiry (freeze), declared
-//! size, agent version; then, after the download, the artifact's own embedded
-//! signature and metadata. Each refusal is a typed error that says what was
-//! wrong.
+//! Checks before anything touches `current`. The repository's metadata was
+//! verified by [`crate::trust`] (roles, thresholds, versions, expiry); here
+//! the channel's manifest is checked against the app's role that signed its
+//! hash, then against the device: app and channel, serial (replay), an
+//! artifact for this device's target, its kind, size and the agent version;
+//! after the download, the artifact's own embedded signature by one of the
+//! app's release keys, and its metadata. Each refusal is a typed error that
+//! says what was wrong.
 
 use std::fs::File;
 use std::path::Path;
 
-use ferry_format::manifest::{ArtifactKind, Manifest};
-use ferry_format::{Container, Prehasher, PublicKey, Signature};
+use ferry_format::manifest::{Artifact, ArtifactKind, Manifest};
+use ferry_format::tuf::{Key, TargetFile, Targets, TufError};
+use ferry_format::Container;
 use sha2::{Digest as _, Sha256};
 
 use crate::config::{AppSettings, Wariness};
@@ -18,18 +21,25 @@ use crate::state::AppState;
 /// Why a release was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
-    /// The signature text does not parse.
-    #[error("manifest signature is malformed: {0}")]
-    BadSignatureText(String),
-    /// Not signed by a trusted key, or not matching.
-    #[error("manifest signature check failed: {0}")]
-    Signature(#[from] ferry_format::SignatureError),
+    /// A metadata document broke a TUF rule.
+    #[error("repository metadata `{path}` refused: {source}")]
+    Metadata {
+        /// The file.
+        path: String,
+        /// The rule it broke.
+        #[source]
+        source: TufError,
+    },
+    /// The repository served something no retry fixes (over a size cap, a
+    /// refused redirect, a 404 for a file the metadata names…).
+    #[error("{0}")]
+    Repository(String),
     /// The manifest does not parse or validate.
     #[error("{0}")]
     Manifest(#[from] ferry_format::manifest::ManifestError),
-    /// The trusted comment names other metadata.
-    #[error("manifest signature's trusted comment `{0}` does not name this manifest's app, channel and serial")]
-    Binding(String),
+    /// The manifest is not the file the app's role signed.
+    #[error("the channel manifest is not the file the release keys signed ({0})")]
+    ManifestHash(String),
     /// For another app or channel.
     #[error("manifest is for {got}, this device follows {want}")]
     WrongTarget {
@@ -37,6 +47,14 @@ pub enum Refusal {
         got: String,
         /// What is configured.
         want: String,
+    },
+    /// Nothing is published on the channel.
+    #[error("nothing is published for {app} on channel `{channel}`")]
+    NoRelease {
+        /// App.
+        app: String,
+        /// Channel.
+        channel: String,
     },
     /// A serial lower than one already accepted: a replayed old manifest.
     #[error(
@@ -48,13 +66,27 @@ pub enum Refusal {
         /// Last accepted.
         last: u64,
     },
-    /// Past `expires_at`.
-    #[error("manifest expired at {expires_at} (now {now}): the repository may be frozen")]
-    Expired {
-        /// Expiry time.
-        expires_at: u64,
-        /// The device's clock.
-        now: u64,
+    /// The release has no artifact for this device.
+    #[error("no {target} artifact in release {version}: this board needs one built for it (`ferry build --target {target}`, then publish it with the others)")]
+    NoArtifact {
+        /// The release.
+        version: String,
+        /// This device's target.
+        target: String,
+    },
+    /// The app's role lists no such target file.
+    #[error("release {version} names the target `{target}`, which the app's role does not sign")]
+    UnsignedTarget {
+        /// The release.
+        version: String,
+        /// The target path.
+        target: String,
+    },
+    /// A plain file, and the device does not take those.
+    #[error("release {version} is a plain file, not a ferry binary; the device takes those only with `allow-plain-files = true`")]
+    PlainFile {
+        /// The release.
+        version: String,
     },
     /// Declared size over the limit.
     #[error("artifact declares {size} bytes, over the limit of {limit}")]
@@ -77,30 +109,48 @@ pub enum Refusal {
     Artifact(String),
 }
 
-fn version_key(v: &str) -> Vec<u64> {
+/// A comparable form of a version string (numeric parts).
+pub fn version_key(v: &str) -> Vec<u64> {
     v.split(['.', '-', '+'])
         .map(|p| p.parse().unwrap_or(0))
         .collect()
 }
 
-/// Verifies a fetched manifest against the device's keys, config and state.
+/// A release the channel offers this device, checked.
+#[derive(Debug, Clone)]
+pub struct Offer {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// This device's artifact.
+    pub artifact: Artifact,
+    /// Its size and hashes, as the app's role signs them.
+    pub file: TargetFile,
+    /// Its SHA-256.
+    pub sha256: String,
+}
+
+/// Checks a channel manifest's bytes against the app's role (`info` is the
+/// role's entry for it) and the device's config and state.
+#[allow(clippy::too_many_arguments)]
 pub fn check_manifest(
     bytes: &[u8],
-    signature: &str,
-    keys: &[PublicKey],
+    info: &TargetFile,
+    role: &Targets,
     app: &AppSettings,
     state: &AppState,
     max_size: u64,
-    now: u64,
-) -> Result<Manifest, Refusal> {
-    let sig = Signature::parse(signature).map_err(|e| Refusal::BadSignatureText(e.to_string()))?;
-    let mut pre = Prehasher::new();
-    pre.update(bytes);
-    sig.verify_prehash(keys, &pre.finish())?;
-    let m = Manifest::from_json(bytes)?;
-    if !m.matches_comment(&sig.trusted_comment) {
-        return Err(Refusal::Binding(sig.trusted_comment.clone()));
+    allow_plain_files: bool,
+    target: &str,
+) -> Result<Offer, Refusal> {
+    let actual = hex::encode(Sha256::digest(bytes));
+    if bytes.len() as u64 != info.length || info.sha256() != Some(actual.as_str()) {
+        return Err(Refusal::ManifestHash(format!(
+            "{} bytes, SHA-256 {}",
+            bytes.len(),
+            &actual[..12]
+        )));
     }
+    let m = Manifest::from_json(bytes)?;
     if m.app != app.name || m.channel != app.channel {
         return Err(Refusal::WrongTarget {
             got: format!("{}/{}", m.app, m.channel),
@@ -113,18 +163,36 @@ pub fn check_manifest(
             last: state.last_serial,
         });
     }
-    // A clock before the newest publication seen is unset (boards without an
-    // RTC boot in 1970): expiry cannot be judged, the other checks still hold.
-    let clock_is_set = now >= state.last_published_at.max(m.published_at);
-    if clock_is_set && now > m.expires_at {
-        return Err(Refusal::Expired {
-            expires_at: m.expires_at,
-            now,
+    let artifact = m
+        .artifact_for(target)
+        .cloned()
+        .ok_or_else(|| Refusal::NoArtifact {
+            version: m.version.clone(),
+            target: target.to_owned(),
+        })?;
+    if artifact.kind == ArtifactKind::File && !allow_plain_files {
+        return Err(Refusal::PlainFile {
+            version: m.version.clone(),
         });
     }
-    if m.artifact.size > max_size {
+    let file = role
+        .targets
+        .get(&artifact.target)
+        .cloned()
+        .ok_or_else(|| Refusal::UnsignedTarget {
+            version: m.version.clone(),
+            target: artifact.target.clone(),
+        })?;
+    let sha256 = file
+        .sha256()
+        .ok_or_else(|| Refusal::UnsignedTarget {
+            version: m.version.clone(),
+            target: artifact.target.clone(),
+        })?
+        .to_owned();
+    if file.length > max_size {
         return Err(Refusal::TooLarge {
-            size: m.artifact.size,
+            size: file.length,
             limit: max_size,
         });
     }
@@ -137,7 +205,12 @@ pub fn check_manifest(
             });
         }
     }
-    Ok(m)
+    Ok(Offer {
+        manifest: m,
+        artifact,
+        file,
+        sha256,
+    })
 }
 
 /// Whether this device takes the release under the rollout: not halted, and
@@ -164,11 +237,12 @@ pub fn bucket(device_id: &str, app: &str, version: &str) -> u64 {
 }
 
 /// Checks a downloaded artifact beyond its checksum: a ferry binary must carry
-/// a valid embedded signature by a trusted key, and name this app and version.
+/// a valid embedded signature by one of the app's release keys (`keys`, from
+/// its role's delegation), and name this app and version.
 pub fn check_artifact(
     path: &Path,
     kind: ArtifactKind,
-    keys: &[PublicKey],
+    keys: &[Key],
     app: &str,
     version: &str,
 ) -> Result<(), Refusal> {
@@ -178,8 +252,29 @@ pub fn check_artifact(
             let mut f =
                 File::open(path).map_err(|e| Refusal::Artifact(format!("cannot open: {e}")))?;
             let c = Container::read_from(&mut f).map_err(|e| Refusal::Artifact(e.to_string()))?;
-            c.verify(&mut f, keys)
-                .map_err(|e| Refusal::Artifact(e.to_string()))?;
+            let sig = c.signature.as_ref().ok_or_else(|| {
+                Refusal::Artifact("the binary is not signed".into())
+            })?;
+            // TUF keys carry no minisign key id: offer each under the id
+            // the signature names; the Ed25519 check decides.
+            let candidates: Vec<_> = keys.iter().filter_map(|k| k.to_public(sig.key_id)).collect();
+            let mut last = None;
+            let mut verified = false;
+            for key in &candidates {
+                match c.verify(&mut f, std::slice::from_ref(key)) {
+                    Ok(_) => {
+                        verified = true;
+                        break;
+                    }
+                    Err(e) => last = Some(e.to_string()),
+                }
+            }
+            if !verified {
+                return Err(Refusal::Artifact(format!(
+                    "the embedded signature is not by a release key of `{app}`{}",
+                    last.map(|e| format!(": {e}")).unwrap_or_default()
+                )));
+            }
             if c.metadata.name != app || c.metadata.version != version {
                 return Err(Refusal::Artifact(format!(
                     "binary is {} {}, the manifest says {app} {version}",
@@ -189,6 +284,28 @@ pub fn check_artifact(
             Ok(())
         }
     }
+}
+
+/// The keys of `app`'s delegation in `targets`, and their sorted ids (what a
+/// device remembers to notice a rotation).
+pub fn release_keys(targets: &Targets, app: &str) -> (Vec<Key>, Vec<String>) {
+    let Some(role) = targets.delegation(app) else {
+        return (Vec::new(), Vec::new());
+    };
+    let keys = targets
+        .delegations
+        .as_ref()
+        .map(|d| {
+            role.keyids
+                .iter()
+                .filter_map(|id| d.keys.get(id).cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut ids = role.keyids.clone();
+    ids.sort();
+    ids.push(format!("threshold={}", role.threshold));
+    (keys, ids)
 }
 
 #[cfg(test)]
@@ -222,21 +339,14 @@ mod tests {
 
     #[test]
     fn canaries_go_first_cautious_devices_last_and_halt_stops_all() {
-        let sha = "ab".repeat(32);
         let mut m = Manifest {
-            schema: 1,
+            schema: ferry_format::manifest::SCHEMA,
             app: "simple_api".into(),
             channel: "stable".into(),
             serial: 1,
             version: "2.0.0".into(),
-            artifact: ferry_format::manifest::Artifact {
-                path: format!("blobs/sha256/{sha}"),
-                sha256: sha,
-                size: 1,
-                kind: ArtifactKind::Ferry,
-            },
+            artifacts: Default::default(),
             published_at: 1,
-            expires_at: 2,
             rollout: ferry_format::manifest::Rollout {
                 percent: 1,
                 halted: false,

@@ -182,6 +182,13 @@ impl PublicKey {
         self.id
     }
 
+    /// A key from its raw Ed25519 form (as TUF metadata lists it), under the
+    /// minisign key id `id`. The id only picks a key out of a list; every
+    /// check is by the Ed25519 key itself.
+    pub fn from_ed25519(id: KeyId, key: VerifyingKey) -> Self {
+        Self { id, key }
+    }
+
     pub(crate) fn verifying_key(&self) -> &VerifyingKey {
         &self.key
     }

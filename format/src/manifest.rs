@@ -1,21 +1,38 @@
-//! The release manifest: what a channel of an app currently offers, as JSON in
-//! the static update repository (`apps/<app>/<channel>.json`), signed by a
-//! detached minisign signature (`….json.minisig`). `docs/repository.md` is its
-//! specification.
+//! The release manifest: what a channel of an app currently offers, as JSON
+//! in the static update repository. It is a TUF target (`<app>/<channel>.json`)
+//! of the app's delegated role, so its hash and size are signed by the app's
+//! release keys and its freshness by the timestamp role; it carries no
+//! signature of its own. `docs/repository.md` is its specification.
 //!
 //! Manifests come from the network: they are size-capped before parsing, parsed
 //! strictly (unknown fields, duplicate keys and wrong types are errors) and
 //! validated once here, so the agent past this point trusts their shape.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::container::{is_valid_name, is_valid_version};
-use crate::trusted_comment::TrustedComment;
+use crate::tuf::layout::{artifact_target, is_safe_target_path};
 
 /// Largest manifest accepted, checked before parsing.
 pub const MAX_MANIFEST_LEN: usize = 64 * 1024;
 /// The schema this crate writes and reads.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
+
+/// The targets (Debian multiarch triples) a release can carry an artifact for.
+pub const TARGETS: [&str; 3] = ["x86_64-linux-gnu", "aarch64-linux-gnu", "arm-linux-gnueabihf"];
+
+/// The target this program was built for.
+pub fn host_target() -> &'static str {
+    if cfg!(target_arch = "aarch64") {
+        "aarch64-linux-gnu"
+    } else if cfg!(target_arch = "arm") {
+        "arm-linux-gnueabihf"
+    } else {
+        "x86_64-linux-gnu"
+    }
+}
 
 /// Errors of reading a manifest.
 #[derive(Debug, thiserror::Error)]
@@ -45,20 +62,17 @@ pub enum ManifestError {
 pub enum ArtifactKind {
     /// A ferry binary with an embedded signature.
     Ferry,
-    /// Any other single file.
+    /// Any other single file (devices take it only when configured to).
     File,
 }
 
-/// The artifact a release points at.
+/// One target's artifact of a release: a TUF target of the app's role, whose
+/// size and SHA-256 that role signs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Artifact {
-    /// Repository-relative path, `blobs/sha256/<hex>`.
-    pub path: String,
-    /// Lowercase hex SHA-256 of the artifact.
-    pub sha256: String,
-    /// Size in bytes.
-    pub size: u64,
+    /// The TUF target path, `<app>/<version>/<target>/<app>`.
+    pub target: String,
     /// `ferry` or `file`.
     pub kind: ArtifactKind,
 }
@@ -87,12 +101,11 @@ pub struct Manifest {
     pub serial: u64,
     /// Version of the release.
     pub version: String,
-    /// The file to install.
-    pub artifact: Artifact,
+    /// Target triple → artifact; room for more fields per artifact (a chunk
+    /// index for deltas) in later schemas.
+    pub artifacts: BTreeMap<String, Artifact>,
     /// Publication time, Unix seconds.
     pub published_at: u64,
-    /// After this time (Unix seconds) the manifest is stale and refused.
-    pub expires_at: u64,
     /// Rollout state.
     pub rollout: Rollout,
     /// Oldest agent version that may install this release.
@@ -108,12 +121,6 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ManifestError {
         field,
         reason: reason.into(),
     }
-}
-
-fn is_hex64(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Manifest {
@@ -145,6 +152,11 @@ impl Manifest {
         v
     }
 
+    /// The artifact for `target`, if the release carries one.
+    pub fn artifact_for(&self, target: &str) -> Option<&Artifact> {
+        self.artifacts.get(target)
+    }
+
     /// Checks every field's rule.
     pub fn validate(&self) -> Result<(), ManifestError> {
         if !is_valid_name(&self.app) {
@@ -171,23 +183,26 @@ impl Manifest {
         if self.serial == 0 {
             return Err(invalid("serial", "must be at least 1"));
         }
-        if !is_hex64(&self.artifact.sha256) {
-            return Err(invalid(
-                "artifact.sha256",
-                "must be 64 lowercase hex digits",
-            ));
+        if self.artifacts.is_empty() {
+            return Err(invalid("artifacts", "lists no artifact"));
         }
-        if self.artifact.path != format!("blobs/sha256/{}", self.artifact.sha256) {
-            return Err(invalid(
-                "artifact.path",
-                "must be `blobs/sha256/<artifact.sha256>`",
-            ));
+        for (target, artifact) in &self.artifacts {
+            if !is_valid_name(target) {
+                return Err(invalid(
+                    "artifacts",
+                    format!("`{}` is not a valid target", target.escape_default()),
+                ));
+            }
+            let expected = artifact_target(&self.app, &self.version, target);
+            if artifact.target != expected || !is_safe_target_path(&artifact.target) {
+                return Err(invalid(
+                    "artifacts",
+                    format!("the {target} artifact must be the target `{expected}`"),
+                ));
+            }
         }
         if self.rollout.percent > 100 {
             return Err(invalid("rollout.percent", "must be 0-100"));
-        }
-        if self.expires_at <= self.published_at {
-            return Err(invalid("expires_at", "must be after published_at"));
         }
         if let Some(v) = &self.min_agent_version {
             if !is_valid_version(v) {
@@ -199,28 +214,6 @@ impl Manifest {
         }
         Ok(())
     }
-
-    /// The trusted comment of the manifest's signature: what it is about, so
-    /// the signature cannot be moved onto another app, channel or serial.
-    pub fn trusted_comment(&self) -> TrustedComment {
-        // Validated names and versions hold no tabs or newlines.
-        TrustedComment::new()
-            .with("timestamp", self.published_at)
-            .and_then(|c| c.with("app", &self.app))
-            .and_then(|c| c.with("channel", &self.channel))
-            .and_then(|c| c.with("serial", self.serial))
-            .and_then(|c| c.with("version", &self.version))
-            .expect("validated manifest fits a trusted comment")
-    }
-
-    /// Whether a signature's trusted comment names this manifest's app,
-    /// channel and serial.
-    pub fn matches_comment(&self, comment: &str) -> bool {
-        let c = TrustedComment::parse(comment);
-        c.get("app") == Some(self.app.as_str())
-            && c.get("channel") == Some(self.channel.as_str())
-            && c.get("serial") == Some(self.serial.to_string().as_str())
-    }
 }
 
 #[cfg(test)]
@@ -228,21 +221,20 @@ mod tests {
     use super::*;
 
     fn sample() -> Manifest {
-        let sha = "ab".repeat(32);
         Manifest {
             schema: SCHEMA,
             app: "demo".into(),
             channel: "stable".into(),
             serial: 3,
             version: "1.2.0".into(),
-            artifact: Artifact {
-                path: format!("blobs/sha256/{sha}"),
-                sha256: sha,
-                size: 10,
-                kind: ArtifactKind::Ferry,
-            },
+            artifacts: BTreeMap::from([(
+                "x86_64-linux-gnu".to_owned(),
+                Artifact {
+                    target: "demo/1.2.0/x86_64-linux-gnu/demo".into(),
+                    kind: ArtifactKind::Ferry,
+                },
+            )]),
             published_at: 1_700_000_000,
-            expires_at: 1_702_592_000,
             rollout: Rollout {
                 percent: 100,
                 halted: false,
@@ -256,22 +248,21 @@ mod tests {
     fn round_trip() {
         let m = sample();
         assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
-        assert!(m.matches_comment(&m.trusted_comment().to_string()));
-        let mut other = m.clone();
-        other.serial = 4;
-        assert!(!other.matches_comment(&m.trusted_comment().to_string()));
+        assert!(m.artifact_for("x86_64-linux-gnu").is_some());
+        assert!(m.artifact_for("aarch64-linux-gnu").is_none());
     }
 
     #[test]
     fn refuses_bad_input() {
         let good = String::from_utf8(sample().to_json()).unwrap();
         let cases = [
-            good.replace("\"schema\": 1", "\"schema\": 2"),
+            good.replace("\"schema\": 2", "\"schema\": 1"),
             good.replace("\"serial\": 3", "\"serial\": \"3\""),
             good.replace("\"serial\": 3", "\"serial\": 3, \"serial\": 4"),
             good.replace("\"notes\"", "\"extra\": 1, \"notes\""),
             good.replace("\"percent\": 100", "\"percent\": 101"),
             good.replace("\"app\": \"demo\"", "\"app\": \"../x\""),
+            good.replace("demo/1.2.0/x86_64-linux-gnu/demo", "other/1.2.0/x86_64-linux-gnu/demo"),
             "{".repeat(10_000),
             "not json".into(),
         ];

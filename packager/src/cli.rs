@@ -44,16 +44,20 @@ pub enum Command {
     Build(BuildArgs),
     /// Publish a release to a static update repository.
     ///
-    /// Writes the artifact to `<repo>/blobs/sha256/<hex>`, then the signed
-    /// manifest `<repo>/apps/<app>/<channel>.json` (+ `.minisig`) with a serial
-    /// one above the channel's last. Serve the directory with any static HTTP
-    /// server; see docs/repository.md.
+    /// Checks the repository from the trusted root down, then writes the
+    /// artifacts and the channel's manifest as targets of the app's role
+    /// (signed with the release key), a new snapshot and timestamp (signed
+    /// with the timestamp key), timestamp last. Serve the directory with any
+    /// static HTTP server; see docs/repository.md.
     Publish(PublishArgs),
     /// Change a published release's rollout: --percent, --halt or --resume.
     ///
-    /// Re-signs the channel's manifest with the same artifact, a serial one
-    /// higher and the same validity window starting now.
+    /// Checks the channel's manifest and artifacts against the signed
+    /// metadata, then publishes it again with a serial one higher.
     Rollout(RolloutArgs),
+    /// Create and maintain the repository's roles: init, delegate an app,
+    /// rotate keys, re-sign the timestamp, verify.
+    Repo(RepoArgs),
     /// Receive the agents' status reports over HTTP into a JSON-lines file.
     ///
     /// Accepts `POST` of one JSON report (docs/reports.md), appends it to --out
@@ -189,14 +193,31 @@ pub struct BuildArgs {
     pub password: PasswordArgs,
 }
 
-/// `ferry publish`.
+/// The repository, the root it is checked from, and the online key.
 #[derive(Debug, Args)]
-pub struct PublishArgs {
-    /// The release: a signed ferry binary, or any file (then --app and --version are needed).
-    pub file: PathBuf,
+pub struct RepoTrustArgs {
     /// Repository directory.
     #[arg(long)]
     pub repo: PathBuf,
+    /// The trusted root: the file devices are provisioned with (any version;
+    /// newer roots in the repository are walked from it).
+    #[arg(long, value_name = "ROOT_JSON")]
+    pub root: PathBuf,
+    /// Secret key of the timestamp (and snapshot) role.
+    #[arg(long, value_name = "SECRET_KEY")]
+    pub timestamp_key: PathBuf,
+}
+
+/// `ferry publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The release: one signed ferry binary per target architecture (same
+    /// app and version), or one other file (then --app and --version are needed).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Repository, trusted root, timestamp key.
+    #[command(flatten)]
+    pub trust: RepoTrustArgs,
     /// App name (default: the ferry binary's own).
     #[arg(long)]
     pub app: Option<String>,
@@ -206,11 +227,15 @@ pub struct PublishArgs {
     /// Version (default: the ferry binary's own).
     #[arg(long)]
     pub version: Option<String>,
-    /// Secret key that signs the manifest (and signed the binary).
+    /// Target of a file that is not a ferry binary (ferry binaries: read from
+    /// their ELF header): x86_64-linux-gnu, aarch64-linux-gnu, arm-linux-gnueabihf.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// The app's release key: signs the app's role (and signed the binaries).
     #[arg(long, short = 'k', value_name = "SECRET_KEY")]
     pub key: PathBuf,
-    /// How long the manifest stays valid: devices refuse it afterwards (freeze attacks).
-    #[arg(long, default_value = "30d")]
+    /// How long the app's role stays valid.
+    #[arg(long, default_value = crate::repository::TARGETS_EXPIRES)]
     pub expires_in: String,
     /// Share of devices that take the release, 0-100.
     #[arg(long, default_value_t = 100)]
@@ -224,7 +249,7 @@ pub struct PublishArgs {
     /// Release notes for people.
     #[arg(long)]
     pub notes: Option<String>,
-    /// Password source for --key.
+    /// Password source for the keys.
     #[command(flatten)]
     pub password: PasswordArgs,
 }
@@ -233,9 +258,9 @@ pub struct PublishArgs {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("change").required(true).args(["percent", "halt", "resume"])))]
 pub struct RolloutArgs {
-    /// Repository directory.
-    #[arg(long)]
-    pub repo: PathBuf,
+    /// Repository, trusted root, timestamp key.
+    #[command(flatten)]
+    pub trust: RepoTrustArgs,
     /// App name.
     #[arg(long)]
     pub app: String,
@@ -251,12 +276,145 @@ pub struct RolloutArgs {
     /// Undo --halt.
     #[arg(long)]
     pub resume: bool,
-    /// Secret key that signs the manifest.
+    /// The app's release key.
     #[arg(long, short = 'k', value_name = "SECRET_KEY")]
     pub key: PathBuf,
-    /// Password source for --key.
+    /// How long the app's role stays valid.
+    #[arg(long, default_value = crate::repository::TARGETS_EXPIRES)]
+    pub expires_in: String,
+    /// Password source for the keys.
     #[command(flatten)]
     pub password: PasswordArgs,
+}
+
+/// `ferry repo`.
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: RepoCommand,
+}
+
+/// `ferry repo` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RepoCommand {
+    /// Create a repository: root (version 1), targets, snapshot, timestamp.
+    ///
+    /// Devices are provisioned with the `metadata/1.root.json` it writes.
+    Init(RepoInitArgs),
+    /// Give an app its release role (or new release keys: rotation).
+    Delegate(RepoDelegateArgs),
+    /// Write the next root: new root keys, or a new timestamp key.
+    ///
+    /// Signed by a threshold of the current root keys and of the new ones;
+    /// devices walk to it by themselves. A new timestamp key resets the
+    /// version floors a leaked one could have raised.
+    Rotate(RepoRotateArgs),
+    /// Re-sign snapshot and timestamp with fresh expiry: run it on a
+    /// schedule (units/ferry-timestamp.timer), well within the timestamp's
+    /// validity.
+    Timestamp(RepoTimestampArgs),
+    /// Check the whole repository from the trusted root, as a device would,
+    /// including expiry and every published file.
+    Verify(RepoVerifyArgs),
+}
+
+/// `ferry repo init`.
+#[derive(Debug, Args)]
+pub struct RepoInitArgs {
+    /// Repository directory (created; must hold no metadata yet).
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Secret root key (repeat for several; keep them offline).
+    #[arg(long, value_name = "SECRET_KEY", required = true)]
+    pub root_key: Vec<PathBuf>,
+    /// Root signatures needed (default: all of --root-key).
+    #[arg(long)]
+    pub root_threshold: Option<u32>,
+    /// Secret key of the timestamp (and snapshot) role: the online key.
+    #[arg(long, value_name = "SECRET_KEY")]
+    pub timestamp_key: PathBuf,
+    /// How long the root stays valid.
+    #[arg(long, default_value = crate::repository::ROOT_EXPIRES)]
+    pub expires_in: String,
+    /// Password source for the keys.
+    #[command(flatten)]
+    pub password: PasswordArgs,
+}
+
+/// `ferry repo delegate`.
+#[derive(Debug, Args)]
+pub struct RepoDelegateArgs {
+    /// Repository, trusted root, timestamp key.
+    #[command(flatten)]
+    pub trust: RepoTrustArgs,
+    /// Secret root key(s): the targets role that delegates apps.
+    #[arg(long, value_name = "SECRET_KEY", required = true)]
+    pub root_key: Vec<PathBuf>,
+    /// The app.
+    #[arg(long)]
+    pub app: String,
+    /// Public release key of the app (repeat for several).
+    #[arg(long, value_name = "PUBLIC_KEY", required = true)]
+    pub release_pubkey: Vec<String>,
+    /// Release signatures needed (default 1).
+    #[arg(long, default_value_t = 1)]
+    pub threshold: u32,
+    /// A new secret release key, to re-sign the app's current role when its
+    /// keys change (needed then: devices check the role with the new keys).
+    #[arg(long, value_name = "SECRET_KEY")]
+    pub release_key: Vec<PathBuf>,
+    /// Password source for the keys.
+    #[command(flatten)]
+    pub password: PasswordArgs,
+}
+
+/// `ferry repo rotate`.
+#[derive(Debug, Args)]
+pub struct RepoRotateArgs {
+    /// Repository, trusted root, timestamp key (the new one when rotating it).
+    #[command(flatten)]
+    pub trust: RepoTrustArgs,
+    /// Secret key(s) of the current root.
+    #[arg(long, value_name = "SECRET_KEY", required = true)]
+    pub root_key: Vec<PathBuf>,
+    /// Secret key(s) of the new root (default: keep the current root keys).
+    #[arg(long, value_name = "SECRET_KEY")]
+    pub new_root_key: Vec<PathBuf>,
+    /// Root signatures needed from now on (default: all root keys).
+    #[arg(long)]
+    pub root_threshold: Option<u32>,
+    /// How long the new root stays valid.
+    #[arg(long, default_value = crate::repository::ROOT_EXPIRES)]
+    pub expires_in: String,
+    /// Password source for the keys.
+    #[command(flatten)]
+    pub password: PasswordArgs,
+}
+
+/// `ferry repo timestamp`.
+#[derive(Debug, Args)]
+pub struct RepoTimestampArgs {
+    /// Repository, trusted root, timestamp key.
+    #[command(flatten)]
+    pub trust: RepoTrustArgs,
+    /// How long the new timestamp stays valid.
+    #[arg(long, default_value = crate::repository::TIMESTAMP_EXPIRES)]
+    pub expires_in: String,
+    /// Password source for the key.
+    #[command(flatten)]
+    pub password: PasswordArgs,
+}
+
+/// `ferry repo verify`.
+#[derive(Debug, Args)]
+pub struct RepoVerifyArgs {
+    /// Repository directory.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// The trusted root.
+    #[arg(long, value_name = "ROOT_JSON")]
+    pub root: PathBuf,
 }
 
 /// `ferry collect`.

@@ -8,6 +8,7 @@ pub mod keyfile;
 pub mod process;
 pub mod python;
 pub mod report;
+pub mod repository;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Build(args) => build::run(args),
         cli::Command::Publish(args) => commands::publish::run(args),
         cli::Command::Rollout(args) => commands::rollout::run(args),
+        cli::Command::Repo(args) => commands::repo::run(args),
         cli::Command::Collect(args) => commands::collect::run(args),
         cli::Command::Fleet(args) => commands::fleet::run(args),
     }

@@ -10,15 +10,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fails, ferry, ferry_bin, minisign, ok, work};
+use common::{channel, fails, ferry, ferry_bin, ferry_trusted, init_repo, ok, work};
 use ferry_format::manifest::Manifest;
-
-fn manifest_bytes(repo: &Path) -> (Vec<u8>, Vec<u8>) {
-    (
-        std::fs::read(repo.join("apps/notes/stable.json")).unwrap(),
-        std::fs::read(repo.join("apps/notes/stable.json.minisig")).unwrap(),
-    )
-}
 
 fn rollout(p: &Path, change: &[&str]) -> std::process::Output {
     rollout_on(p, "stable", change)
@@ -27,8 +20,6 @@ fn rollout(p: &Path, change: &[&str]) -> std::process::Output {
 fn rollout_on(p: &Path, channel: &str, change: &[&str]) -> std::process::Output {
     let mut args = vec![
         "rollout",
-        "--repo",
-        "repo",
         "--app",
         "notes",
         "--channel",
@@ -37,26 +28,27 @@ fn rollout_on(p: &Path, channel: &str, change: &[&str]) -> std::process::Output 
         "ferry.key",
     ];
     args.extend_from_slice(change);
-    ferry(p, &args, &[])
+    ferry_trusted(p, &args)
+}
+
+fn timestamp(p: &Path) -> Vec<u8> {
+    std::fs::read(p.join("repo/metadata/timestamp.json")).unwrap()
 }
 
 #[test]
 fn rollout_changes_percent_and_halt_and_resigns() {
     let d = work();
     let p = d.path();
-    ok(ferry(p, &["keygen", "--no-password"], &[]));
+    init_repo(p, &["notes"]);
 
     let msg = fails(rollout(p, &["--percent", "25"]));
     assert!(msg.contains("nothing published on notes/stable"), "{msg}");
-    assert!(!p.join("repo").exists());
 
-    ok(ferry(
+    ok(ferry_trusted(
         p,
         &[
             "publish",
             "data.txt",
-            "--repo",
-            "repo",
             "--key",
             "ferry.key",
             "--app",
@@ -65,15 +57,11 @@ fn rollout_changes_percent_and_halt_and_resigns() {
             "7",
             "--percent",
             "5",
-            "--expires-in",
-            "2h",
             "--notes",
             "n",
         ],
-        &[],
     ));
-    let before = manifest_bytes(&p.join("repo"));
-    let m0 = Manifest::from_json(&before.0).unwrap();
+    let m0 = channel(p, "notes", "stable").unwrap();
 
     let o = ok(rollout(p, &["--percent", "25"]));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -81,58 +69,40 @@ fn rollout_changes_percent_and_halt_and_resigns() {
         out.contains("percent 5 -> 25") && out.contains("serial 1 -> 2"),
         "{out}"
     );
-    let m1 = Manifest::from_json(&manifest_bytes(&p.join("repo")).0).unwrap();
+    let m1 = channel(p, "notes", "stable").unwrap();
     assert_eq!(
         (m1.serial, m1.rollout.percent, m1.rollout.halted),
         (2, 25, false)
     );
-    assert_eq!(m1.expires_at - m1.published_at, 7200);
     assert!(m1.published_at >= m0.published_at);
     let same = Manifest {
         serial: m0.serial,
         published_at: m0.published_at,
-        expires_at: m0.expires_at,
         rollout: m0.rollout.clone(),
         ..m1.clone()
     };
-    assert_eq!(same, m0, "only serial, times and rollout change");
-    let o = ok(minisign(
-        p,
-        &["-V", "-p", "ferry.pub", "-m", "repo/apps/notes/stable.json"],
-        "",
-    ));
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        out.contains("serial:2") && out.contains("app:notes"),
-        "{out}"
-    );
+    assert_eq!(same, m0, "only serial, time and rollout change");
 
     ok(rollout(p, &["--halt"]));
-    let m2 = Manifest::from_json(&manifest_bytes(&p.join("repo")).0).unwrap();
+    let m2 = channel(p, "notes", "stable").unwrap();
     assert_eq!(
         (m2.serial, m2.rollout.percent, m2.rollout.halted),
         (3, 25, true)
     );
     ok(rollout(p, &["--resume"]));
-    let m3 = Manifest::from_json(&manifest_bytes(&p.join("repo")).0).unwrap();
+    let m3 = channel(p, "notes", "stable").unwrap();
     assert_eq!((m3.serial, m3.rollout.halted), (4, false));
-    ok(minisign(
-        p,
-        &["-V", "-p", "ferry.pub", "-m", "repo/apps/notes/stable.json"],
-        "",
-    ));
 
     // Errors change nothing.
-    let before = manifest_bytes(&p.join("repo"));
+    let before = timestamp(p);
     let msg = fails(rollout(p, &["--percent", "101"]));
     assert!(msg.contains("--percent 101"), "{msg}");
     let msg = fails(rollout_on(p, "beta", &["--halt"]));
     assert!(msg.contains("nothing published on notes/beta"), "{msg}");
-    assert!(!p.join("repo/apps/notes/beta.json").exists());
     // Exactly one change is required.
     assert!(!rollout(p, &[]).status.success());
     assert!(!rollout(p, &["--halt", "--resume"]).status.success());
-    assert_eq!(manifest_bytes(&p.join("repo")), before);
+    assert_eq!(timestamp(p), before);
 }
 
 /// A `ferry collect` child, killed when dropped.

@@ -33,8 +33,8 @@ pub struct Board {
 pub struct AgentConfig<'a> {
     /// Repository URL.
     pub repository: &'a str,
-    /// Public key text (written to /etc/ferry/release.pub).
-    pub public_key: &'a str,
+    /// The repository's root (written to /etc/ferry/root.json).
+    pub root: &'a str,
     /// Extra `[[app]]` keys and top-level keys, as TOML lines.
     pub app_extra: &'a str,
     /// Top-level extra keys, as TOML lines.
@@ -119,10 +119,10 @@ impl Board {
         })
     }
 
-    /// Writes the agent config and key, and installs the units (app on `port`).
+    /// Writes the agent config and root, and installs the units (app on `port`).
     /// The app gets `probation = "3s"` and `keep = 3` unless `app_extra` sets them.
     pub fn configure(&self, cfg: &AgentConfig<'_>) -> Result<()> {
-        std::fs::write(self.etc.join("release.pub"), cfg.public_key)?;
+        std::fs::write(self.etc.join("root.json"), cfg.root)?;
         let unless_set = |key: &str, line: &str| {
             if cfg
                 .app_extra
@@ -135,7 +135,7 @@ impl Board {
             }
         };
         let toml = format!(
-            "repository = \"{}\"\ntrusted-keys = [\"release.pub\"]\npoll-interval = \"1s\"\npoll-jitter = \"0s\"\n{}\n\n[[app]]\nname = \"simple_api\"\nunit = \"simple_api.service\"\n{}{}health-url = \"http://127.0.0.1:{}/health\"\nhealth-timeout = \"2s\"\nhealth-retries = 5\n{}\n",
+            "repository = \"{}\"\nroot = \"root.json\"\npoll-interval = \"1s\"\npoll-jitter = \"0s\"\n{}\n\n[[app]]\nname = \"simple_api\"\nunit = \"simple_api.service\"\n{}{}health-url = \"http://127.0.0.1:{}/health\"\nhealth-timeout = \"2s\"\nhealth-retries = 5\n{}\n",
             cfg.repository,
             cfg.top_extra,
             unless_set("probation", "probation = \"3s\""),

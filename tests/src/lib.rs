@@ -29,6 +29,7 @@ pub mod nginx;
 pub mod programs;
 pub mod rootfs;
 pub mod server;
+pub mod signed_repo;
 pub mod systemd;
 
 mod tools;

@@ -1,6 +1,6 @@
 //! The bad-input matrix, end to end: a board runs v1 of simple_api under a
 //! real systemd, and `ferryd check` (the agent's one-shot poll, as an
-//! operator runs it) meets one bad input per row — a manifest, a signature,
+//! operator runs it) meets one bad input per row — a manifest, metadata,
 //! a server or a config. Every row must give a non-zero exit and one error
 //! that names the input and the problem, and change nothing: the same
 //! version runs, `current` and `previous` point where they did, and the
@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::forge::Forge;
 use common::repo::{board_with, install_v1, variant, version_served, Repo};
 use common::text;
 use ferry_format::manifest::Manifest;
@@ -72,7 +73,7 @@ struct Device {
     board: Board,
     port: u16,
     good: Manifest,
-    key: ferry_format::SecretKey,
+    forge: Forge,
     rows: usize,
 }
 
@@ -94,16 +95,14 @@ impl Device {
         // A newer release is published, so every row is an update the
         // agent would take if the input were good.
         repo.publish(&variant("2.0.0", None), &[]);
-        let good = Manifest::from_json(&std::fs::read(manifest_path(&repo)).unwrap()).unwrap();
-        let key =
-            ferry_format::SecretKey::from_text(&std::fs::read_to_string(repo.key()).unwrap(), None)
-                .unwrap();
+        let forge = Forge::new(&repo);
+        let good = forge.manifest();
         Device {
             repo,
             board,
             port,
             good,
-            key,
+            forge,
             rows: 0,
         }
     }
@@ -161,20 +160,10 @@ impl Device {
         self.rows += 1;
     }
 
-    /// Publishes `bytes` as the manifest, signed by the trusted key with
-    /// the good manifest's trusted comment, so the bytes reach the parser.
+    /// Publishes `bytes` as the manifest with the right keys, so the bytes
+    /// reach the parser.
     fn signed_manifest(&self, bytes: &[u8]) {
-        let mut pre = ferry_format::Prehasher::new();
-        pre.update(bytes);
-        let sig = ferry_format::Signature::sign_prehashed(
-            &self.key,
-            &pre.finish(),
-            &self.good.trusted_comment().to_string(),
-            "bad-input row",
-        )
-        .unwrap();
-        std::fs::write(signature_path(&self.repo), sig.to_text()).unwrap();
-        std::fs::write(manifest_path(&self.repo), bytes).unwrap();
+        self.forge.channel(bytes);
     }
 
     fn good_json(&self) -> String {
@@ -182,12 +171,8 @@ impl Device {
     }
 }
 
-fn manifest_path(repo: &Repo) -> std::path::PathBuf {
-    repo.path().join("apps/simple_api/stable.json")
-}
-
-fn signature_path(repo: &Repo) -> std::path::PathBuf {
-    repo.path().join("apps/simple_api/stable.json.minisig")
+fn timestamp_path(repo: &Repo) -> std::path::PathBuf {
+    repo.path().join("metadata/timestamp.json")
 }
 
 /// A one-route HTTP server on 127.0.0.1 that answers every request with
@@ -336,21 +321,21 @@ fn every_bad_input_is_refused_with_one_clear_error_and_nothing_changes() {
 
     // ---- manifests, signed by the trusted key so they reach the parser
     let good = d.good_json();
-    d.signed_manifest(b"{\"schema\": 1, \"app\": ");
+    d.signed_manifest(b"{\"schema\": 2, \"app\": ");
     d.row("manifest: malformed JSON", None, &["manifest", "EOF"]);
     let mut huge = vec![b' '; 2 << 20];
     huge.extend_from_slice(good.as_bytes());
     d.signed_manifest(&huge);
-    d.row("manifest: huge", None, &["stable.json", "larger than"]);
+    d.row("manifest: huge", None, &["channel manifest", "over the limit"]);
     let deep = format!(
-        "{{\"x\": {}{}, \"schema\": 1}}",
+        "{{\"x\": {}{}, \"schema\": 2}}",
         "[".repeat(20_000),
         "]".repeat(20_000)
     );
     d.signed_manifest(deep.as_bytes());
     d.row("manifest: deeply nested", None, &["manifest", "not valid"]);
     d.signed_manifest(
-        good.replacen("\"schema\": 1", "\"schema\": 99", 1)
+        good.replacen("\"schema\": 2", "\"schema\": 99", 1)
             .as_bytes(),
     );
     d.row("manifest: unknown schema", None, &["schema", "99"]);
@@ -367,19 +352,14 @@ fn every_bad_input_is_refused_with_one_clear_error_and_nothing_changes() {
         &["manifest", "duplicate field `version`"],
     );
 
-    // ---- signatures over the good manifest
-    std::fs::write(manifest_path(&d.repo), &good).unwrap();
+    // ---- metadata: the timestamp replaced by what is no signed document
     d.signed_manifest(good.as_bytes());
-    let sig = std::fs::read_to_string(signature_path(&d.repo)).unwrap();
-    std::fs::write(
-        signature_path(&d.repo),
-        "this is not a minisign signature\n",
-    )
-    .unwrap();
-    d.row("signature: malformed", None, &["signature"]);
-    std::fs::write(signature_path(&d.repo), &sig[..sig.len() / 2]).unwrap();
-    d.row("signature: truncated", None, &["signature"]);
-    std::fs::write(signature_path(&d.repo), &sig).unwrap();
+    let ts = std::fs::read(timestamp_path(&d.repo)).unwrap();
+    std::fs::write(timestamp_path(&d.repo), "this is not TUF metadata\n").unwrap();
+    d.row("metadata: malformed", None, &["timestamp.json", "malformed"]);
+    std::fs::write(timestamp_path(&d.repo), &ts[..ts.len() / 2]).unwrap();
+    d.row("metadata: truncated", None, &["timestamp.json", "malformed"]);
+    std::fs::write(timestamp_path(&d.repo), &ts).unwrap();
 
     // ---- servers
     let slow = BadServer::start(|s, stop| {
@@ -392,7 +372,7 @@ fn every_bad_input_is_refused_with_one_clear_error_and_nothing_changes() {
     d.row(
         "server: slow bytes (slowloris)",
         Some(&c),
-        &["stable.json", "slower than"],
+        &["root.json", "slower than"],
     );
     let endless = BadServer::start(|s, stop| {
         let _ = s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
@@ -403,7 +383,7 @@ fn every_bad_input_is_refused_with_one_clear_error_and_nothing_changes() {
     d.row(
         "server: endless bytes",
         Some(&c),
-        &["stable.json", "larger than"],
+        &["root.json", "larger than"],
     );
     let liar = BadServer::start(|s, _| {
         let _ = s.write_all(
@@ -411,9 +391,9 @@ fn every_bad_input_is_refused_with_one_clear_error_and_nothing_changes() {
         );
     });
     let c = d.config_with_repository("content-length", &liar.url(), "");
-    d.row("server: wrong Content-Length", Some(&c), &["stable.json"]);
+    d.row("server: wrong Content-Length", Some(&c), &["root.json"]);
     let redirect = BadServer::start(|s, _| {
-        let _ = s.write_all(b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.2:9/apps/simple_api/stable.json\r\nContent-Length: 0\r\n\r\n");
+        let _ = s.write_all(b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.2:9/metadata/2.root.json\r\nContent-Length: 0\r\n\r\n");
     });
     let c = d.config_with_repository("redirect", &redirect.url(), "");
     d.row(

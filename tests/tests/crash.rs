@@ -82,7 +82,7 @@ impl Campaign {
         board
             .configure(&AgentConfig {
                 repository: &repo.nginx.url(),
-                public_key: &repo.public_key(),
+                root: &repo.root(),
                 app_extra: &format!("probation = \"1s\"\nkeep = {KEEP}"),
                 // Reports queue up (nobody listens there): the campaign
                 // crashes between persisting a report and queueing it too.
@@ -419,9 +419,7 @@ fn every_crash_point_fires_once_and_the_device_recovers() {
 /// Flips a byte of the newest manifest's artifact; returns its path and
 /// the original bytes.
 fn tamper_blob(repo: &Repo) -> (PathBuf, Vec<u8>) {
-    let manifest = repo.path().join("apps/simple_api/stable.json");
-    let m = ferry_format::manifest::Manifest::from_json(&std::fs::read(manifest).unwrap()).unwrap();
-    let blob = repo.path().join(&m.artifact.path);
+    let blob = common::forge::Forge::new(repo).artifact_path();
     let good = std::fs::read(&blob).unwrap();
     let mut bad = good.clone();
     let mid = bad.len() / 2;

@@ -33,17 +33,16 @@ fn variant(version: &str) -> PathBuf {
 
 /// `ferry rollout` of simple_api on `channel` with `args`.
 fn rollout(repo: &Repo, channel: &str, args: &[&str]) {
-    let mut a = vec![
-        "rollout",
-        "--repo",
-        "repo",
+    let mut a = vec!["rollout"];
+    a.extend_from_slice(&Repo::TRUST);
+    a.extend_from_slice(&[
         "--app",
         "simple_api",
         "--channel",
         channel,
         "--key",
         "release.key",
-    ];
+    ]);
     a.extend_from_slice(args);
     repo.ferry(&a);
 }
@@ -102,13 +101,13 @@ fn phased_rollout_halt_channels_and_downgrade_across_six_boards() {
         .map(|b| b.link.as_ref().unwrap().host)
         .collect();
     let repo = Repo::served_by(|root| Nginx::serve_also_on(root, &host_ends));
-    let key = repo.public_key();
+    let key = repo.root();
     for (i, b) in boards.iter().enumerate() {
         let link = b.link.as_ref().unwrap();
         let channel = if i >= 4 { "channel = \"beta\"" } else { "" };
         b.configure(&AgentConfig {
             repository: &format!("http://{}:{}", link.host, repo.nginx.port()),
-            public_key: &key,
+            root: &key,
             app_extra: channel,
             top_extra: "",
             port: 8000,
@@ -221,7 +220,7 @@ fn reports_survive_a_collector_outage_and_arrive_exactly_once() {
     board
         .configure(&AgentConfig {
             repository: &repo.nginx.url(),
-            public_key: &repo.public_key(),
+            root: &repo.root(),
             app_extra: "",
             top_extra: &format!("report-url = \"http://127.0.0.1:{collector_port}/\""),
             port: ferry_tests::server::free_port().unwrap(),

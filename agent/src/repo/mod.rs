@@ -18,10 +18,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ferry_format::container::is_valid_name;
-use ferry_format::manifest::MAX_MANIFEST_LEN;
-use ferry_format::signature::MAX_SIGNATURE_LEN;
-use reqwest::header::{HeaderValue, CONTENT_RANGE, ETAG, IF_NONE_MATCH, LOCATION, RANGE};
+use ferry_format::tuf::layout::is_safe_target_path;
+use reqwest::header::{CONTENT_RANGE, LOCATION, RANGE};
 use reqwest::{redirect, Certificate, RequestBuilder, Response, StatusCode, Url};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
@@ -47,8 +45,6 @@ pub const DEFAULT_MAX_ARTIFACT_SIZE: u64 = 1 << 30;
 pub const MIN_BYTES_PER_SECOND: u64 = 1024;
 /// Same-origin redirects followed before giving up.
 const MAX_REDIRECTS: usize = 5;
-/// Longest `ETag` kept (a longer one is ignored, as if absent).
-const MAX_ETAG_LEN: usize = 256;
 /// Longest `Location` quoted in a [`RepoError::Redirect`].
 const MAX_LOCATION_LEN: usize = 256;
 /// Longest artifact path accepted.
@@ -82,25 +78,6 @@ impl RepoConfig {
             max_artifact_size: DEFAULT_MAX_ARTIFACT_SIZE,
         }
     }
-}
-
-/// The result of polling a channel's manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ManifestFetch {
-    /// The server answered `304 Not Modified` to the `If-None-Match` sent.
-    NotModified,
-    /// A manifest and its signature, unparsed and unverified.
-    Fetched {
-        /// The manifest's exact bytes (at most `MAX_MANIFEST_LEN`).
-        manifest_bytes: Vec<u8>,
-        /// The `.minisig` file's text (at most `MAX_SIGNATURE_LEN` bytes).
-        signature: String,
-        /// The manifest's `ETag`, to send next time. Store it only once the
-        /// manifest verified: otherwise a manifest fetched together with a
-        /// mismatched signature (a publish in progress) would be answered
-        /// `304` forever.
-        etag: Option<String>,
-    },
 }
 
 /// What a successful [`RepoClient::download`] did.
@@ -234,12 +211,6 @@ pub enum RepoError {
         /// The directory of the partial file.
         dir: PathBuf,
     },
-    /// A signature file that is not UTF-8.
-    #[error("{url}: not UTF-8")]
-    NotUtf8 {
-        /// What was requested.
-        url: String,
-    },
     /// Local I/O on the partial file.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -268,7 +239,7 @@ impl RepoError {
             | RepoError::TooLarge { .. }
             | RepoError::LongerThanDeclared { .. }
             | RepoError::ChecksumMismatch { .. }
-            | RepoError::NotUtf8 { .. } => false,
+            => false,
         }
     }
 
@@ -352,55 +323,26 @@ impl RepoClient {
         &self.base
     }
 
-    /// Polls `<base>/apps/<app>/<channel>.json`, with `If-None-Match: etag`
-    /// when given; unless the answer is `304`, also fetches its `.minisig`.
-    pub async fn fetch_manifest(
+    /// Fetches `<base>/<path>` (metadata, or a small target such as a
+    /// channel's manifest), reading at most `limit` bytes whatever
+    /// `Content-Length` says. `404` and `403` are `Ok(None)` when
+    /// `may_be_missing` (how the next root's absence is told), else errors.
+    pub async fn fetch_file(
         &self,
-        app: &str,
-        channel: &str,
-        etag: Option<&str>,
-    ) -> Result<ManifestFetch, RepoError> {
-        check_name("app", app)?;
-        check_name("channel", channel)?;
-        let url = format!("{}/apps/{app}/{channel}.json", self.base);
-
-        let mut request = self.http.get(&url);
-        // An ETag the header cannot carry (we only store printable ones) is
-        // not sent: the poll then simply fetches the manifest.
-        let if_none_match = etag.and_then(|e| HeaderValue::from_str(e).ok());
-        let conditional = if_none_match.is_some();
-        if let Some(value) = if_none_match {
-            request = request.header(IF_NONE_MATCH, value);
-        }
-        let response = self.send(request, &url).await?;
+        path: &str,
+        limit: u64,
+        may_be_missing: bool,
+    ) -> Result<Option<Vec<u8>>, RepoError> {
+        check_artifact_path(path)?;
+        let url = format!("{}/{path}", self.base);
+        let response = self.send(self.http.get(&url), &url).await?;
         match response.status() {
-            StatusCode::NOT_MODIFIED if conditional => return Ok(ManifestFetch::NotModified),
             StatusCode::OK => {}
+            StatusCode::NOT_FOUND | StatusCode::FORBIDDEN if may_be_missing => return Ok(None),
             _ => return Err(status_error(&url, &response)),
         }
-        let etag = response
-            .headers()
-            .get(ETAG)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= MAX_ETAG_LEN)
-            .map(str::to_owned);
-        let manifest_bytes = self.read_bounded(response, &url, MAX_MANIFEST_LEN).await?;
-
-        let sig_url = format!("{url}.minisig");
-        let response = self.send(self.http.get(&sig_url), &sig_url).await?;
-        if response.status() != StatusCode::OK {
-            return Err(status_error(&sig_url, &response));
-        }
-        let signature = self
-            .read_bounded(response, &sig_url, MAX_SIGNATURE_LEN)
-            .await?;
-        let signature =
-            String::from_utf8(signature).map_err(|_| RepoError::NotUtf8 { url: sig_url })?;
-        Ok(ManifestFetch::Fetched {
-            manifest_bytes,
-            signature,
-            etag,
-        })
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        self.read_bounded(response, &url, limit).await.map(Some)
     }
 
     /// Downloads `<base>/<artifact_path>` into `partial`, resuming what it
@@ -769,6 +711,7 @@ fn status_error(url: &str, response: &Response) -> RepoError {
     }
 }
 
+
 /// Checks and normalises the base URL (no trailing slash).
 fn parse_base_url(text: &str) -> Result<String, RepoError> {
     let invalid = |why: &str| RepoError::InvalidConfig(format!("base URL {text:?}: {why}"));
@@ -789,29 +732,10 @@ fn parse_base_url(text: &str) -> Result<String, RepoError> {
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
-fn check_name(what: &'static str, value: &str) -> Result<(), RepoError> {
-    if is_valid_name(value) {
-        Ok(())
-    } else {
-        Err(RepoError::InvalidArgument {
-            what,
-            value: value.chars().take(200).collect(),
-        })
-    }
-}
-
-/// A relative path of `/`-separated segments of `A-Z a-z 0-9 . _ -`, none
+/// A relative path of `/`-separated segments of `A-Z a-z 0-9 . _ + -`, none
 /// empty or starting with `.`: nothing that could leave the repository.
 fn check_artifact_path(path: &str) -> Result<(), RepoError> {
-    let ok = !path.is_empty()
-        && path.len() <= MAX_ARTIFACT_PATH_LEN
-        && path.split('/').all(|segment| {
-            !segment.is_empty()
-                && !segment.starts_with('.')
-                && segment
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        });
+    let ok = path.len() <= MAX_ARTIFACT_PATH_LEN && is_safe_target_path(path);
     if ok {
         Ok(())
     } else {

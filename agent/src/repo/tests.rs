@@ -8,8 +8,10 @@ use sha2::{Digest, Sha256};
 use super::fault_server::{Behaviour, FaultServer};
 use super::*;
 
-const MANIFEST_PATH: &str = "/apps/demo/stable.json";
-const SIGNATURE_PATH: &str = "/apps/demo/stable.json.minisig";
+const MANIFEST_PATH: &str = "/metadata/timestamp.json";
+const META: &str = "metadata/timestamp.json";
+const MAX_MANIFEST_LEN: usize = 64 * 1024;
+const LIMIT: u64 = MAX_MANIFEST_LEN as u64;
 
 fn config(url: &str) -> RepoConfig {
     RepoConfig {
@@ -66,51 +68,21 @@ fn normal() -> Behaviour {
 // ---------------------------------------------------------------- manifests
 
 #[tokio::test]
-async fn manifest_fetch_then_304_with_etag() {
+async fn metadata_fetch_and_a_missing_next_root() {
     let server = FaultServer::start().await;
-    let manifest = br#"{"schema":1}"#;
-    server.route(
-        MANIFEST_PATH,
-        &manifest[..],
-        Behaviour::Normal {
-            etag: Some("\"v1\"".into()),
-        },
-    );
-    server.route(SIGNATURE_PATH, "untrusted comment: x\nRWQ\n", normal());
+    server.route(MANIFEST_PATH, &b"{}"[..], normal());
     let client = client(&server);
-
-    let first = client.fetch_manifest("demo", "stable", None).await.unwrap();
-    assert_eq!(
-        first,
-        ManifestFetch::Fetched {
-            manifest_bytes: manifest.to_vec(),
-            signature: "untrusted comment: x\nRWQ\n".into(),
-            etag: Some("\"v1\"".into()),
-        }
-    );
-    let second = client
-        .fetch_manifest("demo", "stable", Some("\"v1\""))
-        .await
-        .unwrap();
-    assert_eq!(second, ManifestFetch::NotModified);
-
+    let got = client.fetch_file(META, LIMIT, false).await.unwrap();
+    assert_eq!(got.as_deref(), Some(&b"{}"[..]));
+    // The next root's absence is an answer; another file's is an error.
+    assert_eq!(client.fetch_file("metadata/2.root.json", LIMIT, true).await.unwrap(), None);
+    let err = client.fetch_file("metadata/2.root.json", LIMIT, false).await.unwrap_err();
+    assert!(matches!(err, RepoError::Http { status: 404, .. }), "{err:?}");
     let requests = server.requests();
-    let paths: Vec<_> = requests.iter().map(|r| r.path.as_str()).collect();
-    // No signature fetched after the 304.
-    assert_eq!(paths, [MANIFEST_PATH, SIGNATURE_PATH, MANIFEST_PATH]);
-    assert_eq!(requests[0].header("if-none-match"), None);
-    assert_eq!(requests[2].header("if-none-match"), Some("\"v1\""));
     assert_eq!(
         requests[0].header("user-agent"),
         Some(concat!("ferryd/", env!("CARGO_PKG_VERSION")))
     );
-
-    // A stale ETag gets the manifest again.
-    let third = client
-        .fetch_manifest("demo", "stable", Some("\"v0\""))
-        .await
-        .unwrap();
-    assert!(matches!(third, ManifestFetch::Fetched { .. }));
 }
 
 #[tokio::test]
@@ -121,7 +93,7 @@ async fn manifest_endless_body_is_cut_at_the_limit() {
 
     let started = Instant::now();
     let err = client
-        .fetch_manifest("demo", "stable", None)
+        .fetch_file(META, LIMIT, false)
         .await
         .unwrap_err();
     assert!(
@@ -139,7 +111,6 @@ async fn manifest_endless_body_is_cut_at_the_limit() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(request.body_sent(), sent, "server still writing");
     assert!(sent < 64 * 1024 * 1024, "{sent} bytes sent");
-    // The signature was never asked for.
     assert_eq!(server.requests().len(), 1);
 }
 
@@ -154,7 +125,7 @@ async fn manifest_content_length_over_the_limit_is_refused_before_reading() {
         },
     );
     let err = client(&server)
-        .fetch_manifest("demo", "stable", None)
+        .fetch_file(META, LIMIT, false)
         .await
         .unwrap_err();
     assert!(matches!(err, RepoError::TooLarge { .. }), "{err:?}");
@@ -170,56 +141,12 @@ async fn manifest_exactly_at_the_limit_is_accepted() {
             content_length: None,
         },
     );
-    server.route(SIGNATURE_PATH, "sig", normal());
     let fetched = client(&server)
-        .fetch_manifest("demo", "stable", None)
+        .fetch_file(META, LIMIT, false)
         .await
+        .unwrap()
         .unwrap();
-    let ManifestFetch::Fetched {
-        manifest_bytes,
-        etag,
-        ..
-    } = fetched
-    else {
-        panic!("not fetched")
-    };
-    assert_eq!(manifest_bytes.len(), MAX_MANIFEST_LEN);
-    assert_eq!(etag, None);
-}
-
-#[tokio::test]
-async fn signature_over_its_limit_is_refused() {
-    let server = FaultServer::start().await;
-    server.route(MANIFEST_PATH, "{}", normal());
-    server.route(
-        SIGNATURE_PATH,
-        vec![b'A'; MAX_SIGNATURE_LEN + 1],
-        Behaviour::Raw {
-            content_length: None,
-        },
-    );
-    let err = client(&server)
-        .fetch_manifest("demo", "stable", None)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, RepoError::TooLarge { url, limit }
-            if *limit == MAX_SIGNATURE_LEN as u64 && url.ends_with(".minisig")),
-        "{err:?}"
-    );
-}
-
-#[tokio::test]
-async fn signature_must_be_utf8() {
-    let server = FaultServer::start().await;
-    server.route(MANIFEST_PATH, "{}", normal());
-    server.route(SIGNATURE_PATH, vec![0xff, 0xfe, b'x'], normal());
-    let err = client(&server)
-        .fetch_manifest("demo", "stable", None)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, RepoError::NotUtf8 { .. }), "{err:?}");
-    assert!(!err.is_transient());
+    assert_eq!(fetched.len(), MAX_MANIFEST_LEN);
 }
 
 #[tokio::test]
@@ -228,7 +155,7 @@ async fn manifest_http_errors_are_classified() {
     let client = client(&server);
     // Nothing routed: 404.
     let err = client
-        .fetch_manifest("demo", "stable", None)
+        .fetch_file(META, LIMIT, false)
         .await
         .unwrap_err();
     assert!(
@@ -239,7 +166,7 @@ async fn manifest_http_errors_are_classified() {
 
     server.route(MANIFEST_PATH, "", Behaviour::Status(503));
     let err = client
-        .fetch_manifest("demo", "stable", None)
+        .fetch_file(META, LIMIT, false)
         .await
         .unwrap_err();
     assert!(
@@ -251,7 +178,7 @@ async fn manifest_http_errors_are_classified() {
     // A 304 to an unconditional request is not "not modified".
     server.route(MANIFEST_PATH, "", Behaviour::Status(304));
     let err = client
-        .fetch_manifest("demo", "stable", None)
+        .fetch_file(META, LIMIT, false)
         .await
         .unwrap_err();
     assert!(
@@ -269,7 +196,7 @@ async fn manifest_cross_host_redirect_is_refused() {
     server.route(MANIFEST_PATH, "", Behaviour::Redirect(location.clone()));
 
     let err = client(&server)
-        .fetch_manifest("demo", "stable", None)
+        .fetch_file(META, LIMIT, false)
         .await
         .unwrap_err();
     assert!(
@@ -285,7 +212,7 @@ async fn manifest_cross_host_redirect_is_refused() {
     let location = format!("{}{MANIFEST_PATH}", other_port.url());
     server.route(MANIFEST_PATH, "", Behaviour::Redirect(location));
     let err = client(&server)
-        .fetch_manifest("demo", "stable", None)
+        .fetch_file(META, LIMIT, false)
         .await
         .unwrap_err();
     assert!(matches!(err, RepoError::Redirect { .. }), "{err:?}");
@@ -297,19 +224,16 @@ async fn same_origin_redirect_is_followed() {
     let server = FaultServer::start().await;
     server.route(MANIFEST_PATH, "", Behaviour::Redirect("/moved.json".into()));
     server.route("/moved.json", "{}", normal());
-    server.route(SIGNATURE_PATH, "sig", normal());
     let fetched = client(&server)
-        .fetch_manifest("demo", "stable", None)
+        .fetch_file(META, LIMIT, false)
         .await
         .unwrap();
-    assert!(
-        matches!(fetched, ManifestFetch::Fetched { manifest_bytes, .. } if manifest_bytes == b"{}")
-    );
+    assert_eq!(fetched.as_deref(), Some(&b"{}"[..]));
 
     // A loop ends.
     server.route(MANIFEST_PATH, "", Behaviour::Redirect(MANIFEST_PATH.into()));
     let err = client(&server)
-        .fetch_manifest("demo", "stable", None)
+        .fetch_file(META, LIMIT, false)
         .await
         .unwrap_err();
     assert!(matches!(err, RepoError::Redirect { .. }), "{err:?}");
@@ -319,14 +243,8 @@ async fn same_origin_redirect_is_followed() {
 async fn unsafe_names_make_no_request() {
     let server = FaultServer::start().await;
     let client = client(&server);
-    for (app, channel) in [
-        ("../etc", "stable"),
-        ("demo", "a/b"),
-        (".x", "s"),
-        ("", "s"),
-        ("a", "s?x=1"),
-    ] {
-        let err = client.fetch_manifest(app, channel, None).await.unwrap_err();
+    for path in ["../etc", "metadata/a b", ".x", "", "metadata/x?y=1"] {
+        let err = client.fetch_file(path, LIMIT, false).await.unwrap_err();
         assert!(matches!(err, RepoError::InvalidArgument { .. }), "{err:?}");
     }
     let dir = tempfile::tempdir().unwrap();
@@ -637,7 +555,7 @@ async fn a_trickling_server_is_cut_off_however_often_it_sends() {
     );
     let client = client_with(&server, |c| c.idle_timeout = idle);
     let err = client
-        .fetch_manifest("demo", "stable", None)
+        .fetch_file(META, LIMIT, false)
         .await
         .unwrap_err();
     assert!(matches!(err, RepoError::TooSlow { .. }), "{err:?}");
@@ -660,7 +578,7 @@ async fn stall_before_the_headers_ends_too() {
     let client = RepoClient::build(cfg, false).unwrap();
     let started = Instant::now();
     let err = client
-        .fetch_manifest("demo", "stable", None)
+        .fetch_file(META, LIMIT, false)
         .await
         .unwrap_err();
     assert!(matches!(err, RepoError::Stalled { .. }), "{err:?}");

@@ -62,6 +62,12 @@ impl Key {
         ed25519_dalek::VerifyingKey::from_bytes(&raw).ok()
     }
 
+    /// This key as a minisign public key with the key id `id` (which a
+    /// minisign signature names; TUF keys carry none).
+    pub fn to_public(&self, id: crate::KeyId) -> Option<PublicKey> {
+        Some(PublicKey::from_ed25519(id, self.ed25519()?))
+    }
+
     /// Whether this is the same Ed25519 key as a minisign public key.
     pub fn is(&self, pk: &PublicKey) -> bool {
         self.ed25519().as_ref() == Some(pk.verifying_key())

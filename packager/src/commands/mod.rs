@@ -5,6 +5,7 @@ pub mod fleet;
 pub mod inspect;
 pub mod keygen;
 pub mod publish;
+pub mod repo;
 pub mod rollout;
 pub mod sign;
 pub mod verify;

@@ -1,24 +1,28 @@
 //! `ferry publish`: puts a release into the static update repository
-//! (`docs/repository.md`): the artifact as a content-addressed blob first, then
-//! the manifest's signature, then the manifest itself, each written to a
-//! temporary file and renamed, so a reader never sees a manifest whose blob is
-//! missing.
+//! (`docs/repository.md`). It first checks the repository from the trusted
+//! root down (so it never signs on top of something it cannot verify), then
+//! writes the artifacts and the channel's manifest as new target files, the
+//! app's role signed by the release key, and the snapshot and timestamp
+//! signed by the timestamp key — timestamp last, so a reader never sees
+//! metadata naming a file that is not there yet.
 
-use std::fs::File;
-use std::io::{self, Read as _, Seek as _, SeekFrom};
+use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
-use ferry_format::manifest::{Artifact, ArtifactKind, Manifest, Rollout, SCHEMA};
-use ferry_format::{Prehasher, SecretKey, Signature};
-use ferry_fsutil::AtomicFile;
-use sha2::{Digest as _, Sha256};
+use ferry_format::manifest::{Artifact, ArtifactKind, Manifest, Rollout, SCHEMA, TARGETS};
+use ferry_format::tuf::layout::{artifact_target, channel_target, is_safe_target_path};
+use ferry_format::tuf::writer::{empty_targets, next_version, Draft};
+use ferry_format::tuf::{Key, TargetFile, TrustedSet};
+use ferry_format::SecretKey;
+use serde_json::json;
 
-use super::{detached_path, open, Opened};
+use super::{open, Opened};
 use crate::cli::PublishArgs;
 use crate::keyfile;
+use crate::repository::{delegation_keys, hash_file, now, LocalRepo};
 
 /// Parses `30d`, `12h`, `90m`, `45s` or plain seconds.
 pub fn parse_duration(text: &str) -> Result<u64> {
@@ -41,188 +45,250 @@ pub fn parse_duration(text: &str) -> Result<u64> {
         .with_context(|| format!("`{text}` is too long"))
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// The manifest path of an app's channel.
-pub fn manifest_path(repo: &Path, app: &str, channel: &str) -> PathBuf {
-    repo.join("apps").join(app).join(format!("{channel}.json"))
-}
-
-/// Reads the channel's current manifest, if any (it is ours: parse, not trust).
-pub fn current_manifest(repo: &Path, app: &str, channel: &str) -> Result<Option<Manifest>> {
-    let path = manifest_path(repo, app, channel);
-    match std::fs::read(&path) {
-        Ok(bytes) => Manifest::from_json(&bytes)
-            .map(Some)
-            .with_context(|| format!("the current manifest `{}` is unreadable", path.display())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read `{}`", path.display())),
+/// The target an ELF file is built for, from its header's machine field.
+pub fn elf_target(path: &Path) -> Result<&'static str> {
+    let mut head = [0u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .with_context(|| format!("cannot read the ELF header of `{}`", path.display()))?;
+    if &head[..4] != b"\x7fELF" {
+        bail!("`{}` is not an ELF file", path.display());
     }
-}
-
-/// Signs and writes a manifest: signature first, manifest last.
-pub fn write_manifest(repo: &Path, manifest: &Manifest, key: &SecretKey) -> Result<PathBuf> {
-    let path = manifest_path(repo, &manifest.app, &manifest.channel);
-    let dir = path.parent().expect("manifest path has a parent");
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
-    let bytes = manifest.to_json();
-    let mut pre = Prehasher::new();
-    pre.update(&bytes);
-    let sig = Signature::sign_prehashed(
-        key,
-        &pre.finish(),
-        &manifest.trusted_comment().to_string(),
-        &format!(
-            "ferry manifest of {} {} by key {}",
-            manifest.app,
-            manifest.channel,
-            key.id()
+    let machine = if head[5] == 1 {
+        u16::from_le_bytes([head[18], head[19]])
+    } else {
+        u16::from_be_bytes([head[18], head[19]])
+    };
+    match (machine, head[4]) {
+        (62, 2) => Ok("x86_64-linux-gnu"),
+        (183, 2) => Ok("aarch64-linux-gnu"),
+        (40, 1) => Ok("arm-linux-gnueabihf"),
+        _ => bail!(
+            "`{}` is built for ELF machine {machine}, which ferry does not ship to",
+            path.display()
         ),
-    )?;
-    let sig_path = detached_path(&path);
-    let mtime = next_mtime(&[&path, &sig_path]);
-    write_with_mtime(&sig_path, sig.to_text().as_bytes(), mtime)?;
-    write_with_mtime(&path, &bytes, mtime)?;
-    Ok(path)
-}
-
-/// A modification time later than the files' current ones, in whole seconds.
-/// Static servers derive ETags and `Last-Modified` from mtime (seconds) and
-/// size (nginx: `"<mtime>-<size>"`): two manifests of the same size written
-/// within one second would share an ETag, and a device holding the first one
-/// would be answered `304 Not Modified` for the second forever.
-fn next_mtime(paths: &[&Path]) -> SystemTime {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let newest = paths
-        .iter()
-        .filter_map(|p| std::fs::metadata(p).ok()?.modified().ok())
-        .filter_map(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_secs() + 1)
-        .max()
-        .unwrap_or(0);
-    UNIX_EPOCH + Duration::from_secs(now.max(newest))
-}
-
-/// `write_atomic` with a chosen modification time.
-fn write_with_mtime(path: &Path, bytes: &[u8], mtime: SystemTime) -> Result<()> {
-    let mut f = AtomicFile::create(path, 0o644)
-        .with_context(|| format!("cannot create `{}`", path.display()))?;
-    io::Write::write_all(&mut f, bytes)?;
-    f.file().set_modified(mtime)?;
-    f.commit()
-        .with_context(|| format!("cannot write `{}`", path.display()))
-}
-
-/// Copies the artifact into `blobs/sha256/<hex>` unless it is already there.
-fn store_blob(repo: &Path, file: &mut File, sha256: &str, size: u64) -> Result<String> {
-    let rel = format!("blobs/sha256/{sha256}");
-    let dest = repo.join(&rel);
-    if dest.metadata().map(|m| m.len() == size).unwrap_or(false) {
-        return Ok(rel);
     }
-    let dir = dest.parent().expect("blob path has a parent");
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
-    let mut out = AtomicFile::create(&dest, 0o644)
-        .with_context(|| format!("cannot create `{}`", dest.display()))?;
-    file.seek(SeekFrom::Start(0))?;
-    io::copy(file, &mut out)?;
-    out.commit()
-        .with_context(|| format!("cannot write `{}`", dest.display()))?;
-    Ok(rel)
 }
 
-fn hash_file(file: &mut File) -> Result<(String, u64)> {
-    file.seek(SeekFrom::Start(0))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok((hex::encode(h.finalize()), size));
+/// One file of a release.
+struct Part {
+    path: PathBuf,
+    target: String,
+    kind: ArtifactKind,
+}
+
+/// Refuses a release key that is not among the app's delegated keys.
+pub fn check_release_key(set: &TrustedSet, app: &str, key: &SecretKey, path: &Path) -> Result<()> {
+    let keys = delegation_keys(set, app)?;
+    if !keys.iter().any(|k: &Key| k.is(&key.public_key())) {
+        bail!(
+            "`{}` (key {}) is not a release key of app `{app}`\nhint: the root key holder delegates it: `ferry repo delegate --app {app} --release-pubkey …`",
+            path.display(),
+            key.id()
+        );
+    }
+    Ok(())
+}
+
+/// Writes a release: new target files, the app's role, snapshot, timestamp.
+/// `new_files` are (target path, local file) pairs to add to the role.
+pub fn write_release(
+    repo: &LocalRepo,
+    set: &TrustedSet,
+    manifest: &Manifest,
+    new_files: &[(String, PathBuf)],
+    release: &SecretKey,
+    online: &SecretKey,
+    role_expires: u64,
+) -> Result<()> {
+    let app = &manifest.app;
+    let mut role = match set.delegated(app) {
+        Some(t) => {
+            let mut doc = t.doc.clone();
+            doc.version = next_version(app, &t.doc)?;
+            doc
         }
-        h.update(&buf[..n]);
-        size += n as u64;
+        None => empty_targets(1, role_expires),
+    };
+    role.expires = ferry_format::tuf::time::format_utc(role_expires);
+    for (target, file) in new_files {
+        let (sha256, size) = hash_file(file)?;
+        if let Some(old) = role.targets.get(target) {
+            if old.sha256() != Some(sha256.as_str()) {
+                bail!(
+                    "`{target}` is already published with other bytes; versions are immutable, so publish this build under a new version"
+                );
+            }
+        }
+        repo.copy_target(target, &sha256, file)?;
+        role.targets.insert(
+            target.clone(),
+            TargetFile {
+                length: size,
+                hashes: BTreeMap::from([("sha256".to_owned(), sha256)]),
+                custom: Some(json!({ "ferry": { "app": app, "version": manifest.version } })),
+            },
+        );
     }
+    let bytes = manifest.to_json();
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let target = channel_target(app, &manifest.channel);
+    repo.write_file(
+        &ferry_format::tuf::layout::target_file_path(&target, &sha256),
+        &bytes,
+    )?;
+    role.targets.insert(
+        target,
+        TargetFile {
+            length: bytes.len() as u64,
+            hashes: BTreeMap::from([("sha256".to_owned(), sha256)]),
+            custom: None,
+        },
+    );
+    let mut draft = Draft::on(Some(set));
+    draft.put_role(app, &role, &[release]);
+    let (snap, ts) = super::repo::online_expiries()?;
+    repo.write(&draft.finish(&[online], snap, ts)?)
+}
+
+/// Reads each file of the release and checks they are one app and version.
+fn parts(args: &PublishArgs, key: &SecretKey) -> Result<(Vec<Part>, String, String)> {
+    let mut parts = Vec::new();
+    let mut ident: Option<(String, String)> = None;
+    for path in &args.files {
+        let (part, app, version) = match open(path)? {
+            Opened::Container(mut file, c) => {
+                let m = &c.metadata;
+                c.verify(&mut file, &[key.public_key()]).map_err(|e| {
+                    anyhow::anyhow!(
+                        "`{}` is not signed by the release key {}: {e}\nhint: sign it first with `ferry sign {} --key {}` (devices check the embedded signature)",
+                        path.display(),
+                        key.id(),
+                        path.display(),
+                        args.key.display()
+                    )
+                })?;
+                for (flag, given, actual) in [
+                    ("--app", &args.app, &m.name),
+                    ("--version", &args.version, &m.version),
+                ] {
+                    if let Some(g) = given {
+                        if g != actual {
+                            bail!("{flag} `{g}` differs from `{}`'s own `{actual}`", path.display());
+                        }
+                    }
+                }
+                let target = elf_target(path)?.to_owned();
+                (
+                    Part {
+                        path: path.clone(),
+                        target,
+                        kind: ArtifactKind::Ferry,
+                    },
+                    m.name.clone(),
+                    m.version.clone(),
+                )
+            }
+            Opened::Plain(_) => {
+                if args.files.len() > 1 {
+                    bail!("`{}` is not a ferry binary; plain files are published one at a time", path.display());
+                }
+                let app = args
+                    .app
+                    .clone()
+                    .context("--app is needed for a file that is not a ferry binary")?;
+                let version = args
+                    .version
+                    .clone()
+                    .context("--version is needed for a file that is not a ferry binary")?;
+                let target = match &args.target {
+                    Some(t) => t.clone(),
+                    None => elf_target(path)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|_| ferry_format::manifest::host_target().to_owned()),
+                };
+                (
+                    Part {
+                        path: path.clone(),
+                        target,
+                        kind: ArtifactKind::File,
+                    },
+                    app,
+                    version,
+                )
+            }
+        };
+        if !TARGETS.contains(&part.target.as_str()) {
+            bail!("target `{}` is not one of {}", part.target, TARGETS.join(", "));
+        }
+        if parts.iter().any(|p: &Part| p.target == part.target) {
+            bail!("two files for {}: give one binary per target", part.target);
+        }
+        match &ident {
+            None => ident = Some((app, version)),
+            Some((a, v)) if *a != app || *v != version => bail!(
+                "`{}` is {app} {version}, but `{}` is {a} {v}: one release is one app and version",
+                path.display(),
+                args.files[0].display()
+            ),
+            Some(_) => {}
+        }
+        parts.push(part);
+    }
+    let (app, version) = ident.expect("at least one file");
+    Ok((parts, app, version))
 }
 
 /// Runs `ferry publish`.
 pub fn run(args: PublishArgs) -> Result<ExitCode> {
     let key = keyfile::load_secret(&args.key, &args.password)?;
-    let expires_in = parse_duration(&args.expires_in)?;
+    let online = keyfile::load_secret(&args.trust.timestamp_key, &args.password)?;
+    let role_expires = now().saturating_add(parse_duration(&args.expires_in)?);
     if args.percent > 100 {
         bail!("--percent {} is outside 0-100", args.percent);
     }
-    let (mut file, kind, app, version) = match open(&args.file)? {
-        Opened::Container(mut file, c) => {
-            let m = &c.metadata;
-            c.verify(&mut file, &[key.public_key()]).map_err(|e| {
-                anyhow::anyhow!(
-                    "`{}` is not signed by the publishing key {}: {e}\nhint: sign it first with `ferry sign {} --key {}` (devices check the embedded signature)",
-                    args.file.display(),
-                    key.id(),
-                    args.file.display(),
-                    args.key.display()
-                )
-            })?;
-            for (flag, given, actual) in [
-                ("--app", &args.app, &m.name),
-                ("--version", &args.version, &m.version),
-            ] {
-                if let Some(g) = given {
-                    if g != actual {
-                        bail!("{flag} `{g}` differs from the binary's own `{actual}`");
-                    }
-                }
-            }
-            (file, ArtifactKind::Ferry, m.name.clone(), m.version.clone())
-        }
-        Opened::Plain(file) => {
-            let app = args
-                .app
-                .clone()
-                .context("--app is needed for a file that is not a ferry binary")?;
-            let version = args
-                .version
-                .clone()
-                .context("--version is needed for a file that is not a ferry binary")?;
-            (file, ArtifactKind::File, app, version)
-        }
+    let (parts, app, version) = parts(&args, &key)?;
+    let repo = LocalRepo::new(&args.trust.repo);
+    let set = repo.load(&args.trust.root, Some(&app))?;
+    check_release_key(&set, &app, &key, &args.key)?;
+    let previous = match set.delegated(&app) {
+        Some(role) => repo.channel(&role.doc, &app, &args.channel)?,
+        None => None,
     };
-    let previous = current_manifest(&args.repo, &app, &args.channel)?;
     let last = previous.as_ref().map(|m| m.serial).unwrap_or(0);
     let serial = match args.serial {
         Some(s) if s <= last => {
             bail!("--serial {s} is not above the channel's current serial {last}")
         }
         Some(s) => s,
-        None => last + 1,
+        None => last
+            .checked_add(1)
+            .context("the channel's serial cannot rise further")?,
     };
-    let (sha256, size) = hash_file(&mut file)?;
-    let path = store_blob(&args.repo, &mut file, &sha256, size)?;
-    let published_at = now();
+    let mut artifacts = BTreeMap::new();
+    let mut files = Vec::new();
+    for p in &parts {
+        let target = artifact_target(&app, &version, &p.target);
+        if !is_safe_target_path(&target) {
+            bail!("version `{version}` cannot be part of a path: use A-Z a-z 0-9 . _ + - only");
+        }
+        artifacts.insert(
+            p.target.clone(),
+            Artifact {
+                target: target.clone(),
+                kind: p.kind,
+            },
+        );
+        files.push((target, p.path.clone()));
+    }
     let manifest = Manifest {
         schema: SCHEMA,
         app,
         channel: args.channel.clone(),
         serial,
         version,
-        artifact: Artifact {
-            path,
-            sha256,
-            size,
-            kind,
-        },
-        published_at,
-        expires_at: published_at + expires_in,
+        artifacts,
+        published_at: now(),
         rollout: Rollout {
             percent: args.percent,
             halted: false,
@@ -233,18 +299,19 @@ pub fn run(args: PublishArgs) -> Result<ExitCode> {
     manifest
         .validate()
         .context("the release cannot be published")?;
-    let written = write_manifest(&args.repo, &manifest, &key)?;
+    write_release(&repo, &set, &manifest, &files, &key, &online, role_expires)?;
     eprintln!(
-        "published {} {} to channel `{}` as serial {} ({} bytes, sha256 {}), expires in {}s",
+        "published {} {} to channel `{}` as serial {} for {}",
         manifest.app,
         manifest.version,
         manifest.channel,
         serial,
-        size,
-        &manifest.artifact.sha256[..12],
-        expires_in
+        manifest.artifacts.keys().cloned().collect::<Vec<_>>().join(", ")
     );
-    println!("{}", written.display());
+    println!(
+        "{}",
+        repo.dir().join("metadata/timestamp.json").display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

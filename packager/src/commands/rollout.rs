@@ -1,22 +1,16 @@
 //! `ferry rollout`: changes the rollout of a channel's current release
-//! (`rollout.percent`, `rollout.halted`) by re-signing its manifest with the
-//! same artifact, a serial one higher and the same validity window from now.
+//! (`rollout.percent`, `rollout.halted`). The current manifest and its
+//! artifacts are checked against the signed metadata first, so an edited
+//! manifest on the server is refused, never signed.
 
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
 
-use super::publish::{current_manifest, write_manifest};
+use super::publish::{check_release_key, parse_duration, write_release};
 use crate::cli::RolloutArgs;
 use crate::keyfile;
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::repository::{now, LocalRepo};
 
 /// Runs `ferry rollout`.
 pub fn run(args: RolloutArgs) -> Result<ExitCode> {
@@ -25,11 +19,19 @@ pub fn run(args: RolloutArgs) -> Result<ExitCode> {
             bail!("--percent {p} is outside 0-100");
         }
     }
-    let Some(old) = current_manifest(&args.repo, &args.app, &args.channel)? else {
+    let key = keyfile::load_secret(&args.key, &args.password)?;
+    let online = keyfile::load_secret(&args.trust.timestamp_key, &args.password)?;
+    let role_expires = now().saturating_add(parse_duration(&args.expires_in)?);
+    let repo = LocalRepo::new(&args.trust.repo);
+    let set = repo.load(&args.trust.root, Some(&args.app))?;
+    check_release_key(&set, &args.app, &key, &args.key)?;
+    let old = match set.delegated(&args.app) {
+        Some(role) => repo.channel(&role.doc, &args.app, &args.channel)?,
+        None => None,
+    };
+    let Some(old) = old else {
         bail!("nothing published on {}/{}", args.app, args.channel);
     };
-    let key = keyfile::load_secret(&args.key, &args.password)?;
-
     let mut m = old.clone();
     if let Some(p) = args.percent {
         m.rollout.percent = p;
@@ -44,15 +46,12 @@ pub fn run(args: RolloutArgs) -> Result<ExitCode> {
         .serial
         .checked_add(1)
         .context("the channel's serial cannot rise further")?;
-    let window = old.expires_at.saturating_sub(old.published_at);
     m.published_at = now();
-    m.expires_at = m.published_at.saturating_add(window);
     m.validate()
         .context("the changed manifest would not be valid")?;
-    write_manifest(&args.repo, &m, &key)?;
-
+    write_release(&repo, &set, &m, &[], &key, &online, role_expires)?;
     println!(
-        "{} {} on channel `{}`: serial {} -> {}, percent {} -> {}, halted {} -> {}, expires in {}s",
+        "{} {} on channel `{}`: serial {} -> {}, percent {} -> {}, halted {} -> {}",
         m.app,
         m.version,
         m.channel,
@@ -62,7 +61,6 @@ pub fn run(args: RolloutArgs) -> Result<ExitCode> {
         m.rollout.percent,
         old.rollout.halted,
         m.rollout.halted,
-        window
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -76,6 +76,7 @@ pub fn fake_launcher() -> Vec<u8> {
     l[0..4].copy_from_slice(b"\x7fELF");
     l[4] = 2; // 64-bit
     l[5] = 1; // little-endian
+    l[18] = 62; // x86-64
     let shoff: u64 = 4096 - 64;
     l[0x28..0x30].copy_from_slice(&shoff.to_le_bytes());
     l[0x3A..0x3C].copy_from_slice(&64u16.to_le_bytes());
@@ -111,4 +112,51 @@ pub fn make_named_container(path: &Path, name: &str, version: &str) {
         None,
     )
     .unwrap();
+}
+
+/// Repository, trusted root and timestamp key, as publishing commands take them.
+pub const TRUST: [&str; 6] = [
+    "--repo",
+    "repo",
+    "--root",
+    "root.json",
+    "--timestamp-key",
+    "timestamp.key",
+];
+
+/// Keys without password (`root`, `timestamp`, and `ferry` as the release
+/// key), a repository in `repo/` with `apps` delegated to `ferry.key`, and
+/// its root as `root.json`.
+pub fn init_repo(p: &Path, apps: &[&str]) {
+    ok(ferry(p, &["keygen", "--no-password"], &[]));
+    for name in ["root", "timestamp"] {
+        let (s, k) = (format!("{name}.key"), format!("{name}.pub"));
+        ok(ferry(p, &["keygen", "--no-password", "-s", &s, "-p", &k], &[]));
+    }
+    ok(ferry(
+        p,
+        &["repo", "init", "--repo", "repo", "--root-key", "root.key", "--timestamp-key", "timestamp.key"],
+        &[],
+    ));
+    std::fs::copy(p.join("repo/metadata/1.root.json"), p.join("root.json")).unwrap();
+    for app in apps {
+        let mut args = vec!["repo", "delegate", "--root-key", "root.key", "--app", app, "--release-pubkey", "ferry.pub"];
+        args.extend_from_slice(&TRUST);
+        ok(ferry(p, &args, &[]));
+    }
+}
+
+/// `ferry ARGS… <TRUST>` in `p`.
+pub fn ferry_trusted(p: &Path, args: &[&str]) -> Output {
+    let mut a = args.to_vec();
+    a.extend_from_slice(&TRUST);
+    ferry(p, &a, &[])
+}
+
+/// The channel's manifest as a client trusting `root.json` reads it.
+pub fn channel(p: &Path, app: &str, channel: &str) -> Option<ferry_format::manifest::Manifest> {
+    let repo = ferry::repository::LocalRepo::new(&p.join("repo"));
+    let set = repo.load(&p.join("root.json"), Some(app)).unwrap();
+    let role = &set.delegated(app)?.doc;
+    repo.channel(role, app, channel).unwrap()
 }

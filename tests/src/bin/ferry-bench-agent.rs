@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context as _, Result};
 use ferry_tests::board::{AgentConfig, Board};
 use ferry_tests::nginx::Nginx;
-use ferry_tests::{examples, programs, server};
+use ferry_tests::{examples, programs, server, signed_repo};
 use tempfile::TempDir;
 
 const USAGE: &str = "usage: ferry-bench-agent idle [--minutes N] [--sample-secs N] [--poll-interval 5s] [--summary FILE]
@@ -140,19 +140,7 @@ fn build(w: &Path, version: &str) -> Result<PathBuf> {
 }
 
 fn publish(w: &Path, binary: &Path) -> Result<()> {
-    ferry(
-        w,
-        &[
-            "publish",
-            path(binary)?,
-            "--repo",
-            "repo",
-            "--key",
-            "release.key",
-            "--channel",
-            "stable",
-        ],
-    )
+    signed_repo::publish(w, binary, &["--channel", "stable"])
 }
 
 fn wait_committed(board: &Board, version: &str) -> Result<()> {
@@ -172,27 +160,16 @@ fn setup(name: &str, poll_interval: Option<&str>) -> Result<Setup> {
         .prefix("ferry-bench-agent-")
         .tempdir()?;
     let w = work.path();
-    ferry(
-        w,
-        &[
-            "keygen",
-            "--no-password",
-            "-s",
-            "release.key",
-            "-p",
-            "release.pub",
-        ],
-    )?;
+    signed_repo::create(w, "simple_api")?;
     let v1 = build(w, examples::SIMPLE_API_VERSION)?;
-    std::fs::create_dir_all(w.join("repo"))?;
     publish(w, &v1)?;
     let nginx = Nginx::serve(&w.join("repo"))?;
     let board = Board::start(name, None)?;
     let port = server::free_port()?;
-    let key = std::fs::read_to_string(w.join("release.pub"))?;
+    let root = std::fs::read_to_string(w.join("root.json"))?;
     board.configure(&AgentConfig {
         repository: &nginx.url(),
-        public_key: &key,
+        root: &root,
         app_extra: "",
         top_extra: "",
         port,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use ferry_tests::board::{AgentConfig, Board};
 use ferry_tests::nginx::Nginx;
-use ferry_tests::{examples, programs, server};
+use ferry_tests::{examples, programs, server, signed_repo};
 
 fn step(text: &str) {
     println!("\n== {text}");
@@ -52,19 +52,8 @@ fn wait_version(board: &Board, version: &str) -> Result<()> {
 fn main() -> Result<()> {
     let work = tempfile::Builder::new().prefix("ferry-demo-").tempdir()?;
     let w = work.path();
-    step("ferry keygen: the release key");
-    ferry(
-        w,
-        &[
-            "keygen",
-            "--no-password",
-            "-s",
-            "release.key",
-            "-p",
-            "release.pub",
-        ],
-    )?;
-
+    step("ferry keygen + repo init + repo delegate: root key (offline), timestamp key (online), release key for simple_api");
+    signed_repo::create(w, "simple_api")?;
     step("ferry build examples/simple_api --sign-key release.key (v1.0.0)");
     let v1 = w.join("simple_api-1.0.0.bin");
     let example = examples::simple_api();
@@ -81,31 +70,18 @@ fn main() -> Result<()> {
     )?;
     ferry(w, &["verify", path(&v1)?, "--pubkey", "release.pub"])?;
 
-    step("ferry publish: blob + signed manifest into a static repository served by nginx");
-    std::fs::create_dir_all(w.join("repo"))?;
-    ferry(
-        w,
-        &[
-            "publish",
-            path(&v1)?,
-            "--repo",
-            "repo",
-            "--key",
-            "release.key",
-            "--channel",
-            "stable",
-        ],
-    )?;
+    step("ferry publish: artifact, manifest, app role, snapshot, timestamp; served by nginx");
+    publish(w, &v1)?;
     let nginx = Nginx::serve(&w.join("repo"))?;
     println!("repository at {}", nginx.url());
 
     step("boot a board: a real systemd in fresh namespaces, ferryd as its service");
     let board = Board::start("demo-board", None)?;
     let port = server::free_port()?;
-    let key = std::fs::read_to_string(w.join("release.pub"))?;
+    let root = std::fs::read_to_string(w.join("root.json"))?;
     board.configure(&AgentConfig {
         repository: &nginx.url(),
-        public_key: &key,
+        root: &root,
         app_extra: "",
         top_extra: "",
         port,
@@ -136,19 +112,7 @@ fn main() -> Result<()> {
             path(&v2)?,
         ],
     )?;
-    ferry(
-        w,
-        &[
-            "publish",
-            path(&v2)?,
-            "--repo",
-            "repo",
-            "--key",
-            "release.key",
-            "--channel",
-            "stable",
-        ],
-    )?;
+    publish(w, &v2)?;
     wait_version(&board, "1.1.0")?;
     println!("GET /version -> {}", served_version(port));
 
@@ -170,6 +134,10 @@ fn main() -> Result<()> {
         .systemctl(&["stop", "ferryd.service", "simple_api.service"])?;
     println!("\ndemo finished: built, signed, published, installed by the agent, updated to 1.1.0");
     Ok(())
+}
+
+fn publish(w: &Path, bin: &Path) -> Result<()> {
+    signed_repo::publish(w, bin, &["--channel", "stable"])
 }
 
 fn path(p: &Path) -> Result<&str> {

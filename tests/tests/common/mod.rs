@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod forge;
 pub mod repo;
 
 use std::fs;

@@ -39,8 +39,10 @@ pub struct Repo {
 }
 
 impl Repo {
-    /// A key pair (`release.key`, `release.pub`, no password) and an empty
-    /// repository served by nginx on 127.0.0.1.
+    /// Keys without password (`root.key`, `timestamp.key`, `release.key`
+    /// and their `.pub`), a repository made with them whose `simple_api` is
+    /// released by `release.key`, its root as `root.json`, served by nginx
+    /// on 127.0.0.1.
     pub fn new() -> Repo {
         Self::served_by(Nginx::serve)
     }
@@ -48,18 +50,7 @@ impl Repo {
     /// Like [`Repo::new`], served by `serve(repository directory)`.
     pub fn served_by(serve: impl FnOnce(&Path) -> anyhow::Result<Nginx>) -> Repo {
         let dir = tempfile::tempdir().unwrap();
-        ferry_in(
-            dir.path(),
-            &[
-                "keygen",
-                "--no-password",
-                "-s",
-                "release.key",
-                "-p",
-                "release.pub",
-            ],
-        );
-        std::fs::create_dir_all(dir.path().join("repo")).unwrap();
+        ferry_tests::signed_repo::create(dir.path(), "simple_api").unwrap();
         let nginx = serve(&dir.path().join("repo")).unwrap();
         Repo { dir, nginx }
     }
@@ -68,9 +59,13 @@ impl Repo {
         self.dir.path().join("release.key")
     }
 
-    pub fn public_key(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("release.pub")).unwrap()
+    /// The root devices are provisioned with.
+    pub fn root(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("root.json")).unwrap()
     }
+
+    /// The arguments every publishing command takes (in [`Repo::ferry`]).
+    pub const TRUST: [&'static str; 6] = ferry_tests::signed_repo::TRUST_ARGS;
 
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("repo")
@@ -86,14 +81,8 @@ impl Repo {
     pub fn publish(&self, bin: &Path, args: &[&str]) {
         std::fs::copy(bin, self.dir.path().join("release-bin")).unwrap();
         self.ferry(&["sign", "release-bin", "--key", "release.key"]);
-        let mut a = vec![
-            "publish",
-            "release-bin",
-            "--repo",
-            "repo",
-            "--key",
-            "release.key",
-        ];
+        let mut a = vec!["publish", "release-bin", "--key", "release.key"];
+        a.extend_from_slice(&Self::TRUST);
         a.extend_from_slice(args);
         self.ferry(&a);
     }
@@ -117,7 +106,7 @@ pub fn board_with(repo: &Repo, name: &str, app_extra: &str, top_extra: &str) -> 
     board
         .configure(&AgentConfig {
             repository: &repo.nginx.url(),
-            public_key: &repo.public_key(),
+            root: &repo.root(),
             app_extra,
             top_extra,
             port,

@@ -1,0 +1,58 @@
+//! A ferry repository made the way an operator makes one: three keys without
+//! password (`root`, `timestamp`, `release`, each `.key` and `.pub`), `ferry
+//! repo init`, the root kept as `root.json` (what boards are provisioned
+//! with), and `ferry repo delegate` giving an app to the release key. What
+//! the demo, the agent benchmark and the end-to-end tests share.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::programs::run_ferry;
+
+/// The arguments every publishing command takes, relative to the directory
+/// [`create`] worked in: repository, trusted root, timestamp key.
+pub const TRUST_ARGS: [&str; 6] = [
+    "--repo",
+    "repo",
+    "--root",
+    "root.json",
+    "--timestamp-key",
+    "timestamp.key",
+];
+
+/// Makes the keys and `repo/` in `dir`, with `app` delegated to `release.key`.
+pub fn create(dir: &Path, app: &str) -> Result<()> {
+    for name in ["root", "timestamp", "release"] {
+        let (s, p) = (format!("{name}.key"), format!("{name}.pub"));
+        run_ferry(dir, &["keygen", "--no-password", "-s", &s, "-p", &p])?;
+    }
+    run_ferry(
+        dir,
+        &[
+            "repo",
+            "init",
+            "--repo",
+            "repo",
+            "--root-key",
+            "root.key",
+            "--timestamp-key",
+            "timestamp.key",
+        ],
+    )?;
+    std::fs::copy(dir.join("repo/metadata/1.root.json"), dir.join("root.json"))?;
+    let mut args = vec!["repo", "delegate", "--root-key", "root.key", "--app", app];
+    args.extend_from_slice(&["--release-pubkey", "release.pub"]);
+    args.extend_from_slice(&TRUST_ARGS);
+    run_ferry(dir, &args)?;
+    Ok(())
+}
+
+/// `ferry publish BIN --key release.key …` in `dir`, with `extra` arguments.
+pub fn publish(dir: &Path, bin: &Path, extra: &[&str]) -> Result<()> {
+    let bin = bin.to_str().ok_or_else(|| anyhow::anyhow!("paths must be UTF-8"))?;
+    let mut args = vec!["publish", bin, "--key", "release.key"];
+    args.extend_from_slice(&TRUST_ARGS);
+    args.extend_from_slice(extra);
+    run_ferry(dir, &args).map(drop)
+}
