@@ -44,7 +44,8 @@ impl TrustDir {
     /// at a time, so a slower one never writes older floors over a newer's.
     pub fn lock(&self) -> Result<File> {
         let path = self.dir.join(".lock");
-        let f = File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
+        let f =
+            File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
         match f.try_lock() {
             Ok(()) => Ok(f),
             Err(fs::TryLockError::WouldBlock) => {
@@ -126,7 +127,8 @@ impl TrustDir {
                 // Dropped by a key rotation: its floor goes with it.
                 None => match fs::remove_file(&path) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(e).with_context(|| format!("cannot remove `{}`", path.display()))
+                        return Err(e)
+                            .with_context(|| format!("cannot remove `{}`", path.display()))
                     }
                     _ => {}
                 },
@@ -203,10 +205,11 @@ async fn drive(client: &RepoClient, r: &mut Refresh) -> Result<()> {
                 return Err(Refusal::Repository(e.to_string()).into());
             }
         };
-        r.feed(bytes.as_deref()).map_err(|source| Refusal::Metadata {
-            path: fetch.path.clone(),
-            source,
-        })?;
+        r.feed(bytes.as_deref())
+            .map_err(|source| Refusal::Metadata {
+                path: fetch.path.clone(),
+                source,
+            })?;
     }
     Ok(())
 }

@@ -282,7 +282,10 @@ impl<U: UnitManager> Agent<U> {
             Ok(set) => set,
             Err(outcome) => return Ok(outcome),
         };
-        let role = &set.delegated(&app.name).expect("refreshed down to the app").doc;
+        let role = &set
+            .delegated(&app.name)
+            .expect("refreshed down to the app")
+            .doc;
         let targets = &set.targets().expect("refreshed").doc;
         let (keys, key_ids) = verify::release_keys(targets, &app.name);
         if job.state.release_keys != key_ids {
@@ -309,18 +312,20 @@ impl<U: UnitManager> Agent<U> {
             return Ok(Outcome::UpToDate);
         }
         let bytes = self.fetch_manifest(&channel_target, &info).await?;
-        let offer = match bytes.map_err(verify::Refusal::Repository).and_then(|bytes| {
-            verify::check_manifest(
-                &bytes,
-                &info,
-                role,
-                app,
-                &job.state,
-                self.settings.max_artifact_size,
-                self.settings.allow_plain_files,
-                ferry_format::manifest::host_target(),
-            )
-        }) {
+        let offer = match bytes
+            .map_err(verify::Refusal::Repository)
+            .and_then(|bytes| {
+                verify::check_manifest(
+                    &bytes,
+                    &info,
+                    role,
+                    app,
+                    &job.state,
+                    self.settings.max_artifact_size,
+                    self.settings.allow_plain_files,
+                    ferry_format::manifest::host_target(),
+                )
+            }) {
             Ok(offer) => offer,
             Err(refusal) => return self.refuse(job, None, &refusal.to_string()),
         };
@@ -449,7 +454,9 @@ impl<U: UnitManager> Agent<U> {
             )));
         }
         let Some(sha) = info.sha256() else {
-            return Ok(Err("the app's role gives the channel manifest no SHA-256".into()));
+            return Ok(Err(
+                "the app's role gives the channel manifest no SHA-256".into()
+            ));
         };
         let path = ferry_format::tuf::layout::target_file_path(target, sha);
         match self.repo.fetch_file(&path, info.length, false).await {
@@ -510,13 +517,9 @@ impl<U: UnitManager> Agent<U> {
             "downloaded",
         );
         failpoint::hit("before-verify");
-        if let Err(r) = verify::check_artifact(
-            &partial,
-            offer.artifact.kind,
-            keys,
-            &app.name,
-            &m.version,
-        ) {
+        if let Err(r) =
+            verify::check_artifact(&partial, offer.artifact.kind, keys, &app.name, &m.version)
+        {
             let _ = std::fs::remove_file(&partial);
             return Err(anyhow!(r));
         }
@@ -781,7 +784,13 @@ impl<U: UnitManager> Agent<U> {
         if keys.is_empty() {
             anyhow::bail!("the repository delegates no release keys to `{}`", app.name);
         }
-        verify::check_artifact(file, ArtifactKind::Ferry, &keys, &app.name, &c.metadata.version)?;
+        verify::check_artifact(
+            file,
+            ArtifactKind::Ferry,
+            &keys,
+            &app.name,
+            &c.metadata.version,
+        )?;
         let sha256 = sha256_of(file)?;
         let (_lock, mut job) = self.open_job(app)?;
         if let Phase::Hold { .. } = job.state.phase {
@@ -960,7 +969,8 @@ fn copy_private(src: &mut std::fs::File, dest: &Path) -> Result<()> {
         .open(dest)
         .with_context(|| format!("cannot create `{}`", dest.display()))?;
     src.seek(std::io::SeekFrom::Start(0))?;
-    std::io::copy(src, &mut out).with_context(|| format!("cannot copy into `{}`", dest.display()))?;
+    std::io::copy(src, &mut out)
+        .with_context(|| format!("cannot copy into `{}`", dest.display()))?;
     out.sync_all()?;
     Ok(())
 }

@@ -175,14 +175,14 @@ pub fn check_manifest(
             version: m.version.clone(),
         });
     }
-    let file = role
-        .targets
-        .get(&artifact.target)
-        .cloned()
-        .ok_or_else(|| Refusal::UnsignedTarget {
-            version: m.version.clone(),
-            target: artifact.target.clone(),
-        })?;
+    let file =
+        role.targets
+            .get(&artifact.target)
+            .cloned()
+            .ok_or_else(|| Refusal::UnsignedTarget {
+                version: m.version.clone(),
+                target: artifact.target.clone(),
+            })?;
     let sha256 = file
         .sha256()
         .ok_or_else(|| Refusal::UnsignedTarget {
@@ -252,12 +252,16 @@ pub fn check_artifact(
             let mut f =
                 File::open(path).map_err(|e| Refusal::Artifact(format!("cannot open: {e}")))?;
             let c = Container::read_from(&mut f).map_err(|e| Refusal::Artifact(e.to_string()))?;
-            let sig = c.signature.as_ref().ok_or_else(|| {
-                Refusal::Artifact("the binary is not signed".into())
-            })?;
+            let sig = c
+                .signature
+                .as_ref()
+                .ok_or_else(|| Refusal::Artifact("the binary is not signed".into()))?;
             // TUF keys carry no minisign key id: offer each under the id
             // the signature names; the Ed25519 check decides.
-            let candidates: Vec<_> = keys.iter().filter_map(|k| k.to_public(sig.key_id)).collect();
+            let candidates: Vec<_> = keys
+                .iter()
+                .filter_map(|k| k.to_public(sig.key_id))
+                .collect();
             let mut last = None;
             let mut verified = false;
             for key in &candidates {

@@ -9,10 +9,10 @@
 pub mod container;
 pub mod keys;
 pub mod manifest;
-pub mod tuf;
 pub mod report;
 pub mod signature;
 pub mod trusted_comment;
+pub mod tuf;
 
 pub use container::{Container, ContainerError, Metadata, PythonInfo, Trailer};
 pub use keys::{KeyError, KeyId, PublicKey, SecretKey, SecretKeyFile};

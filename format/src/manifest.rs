@@ -21,7 +21,11 @@ pub const MAX_MANIFEST_LEN: usize = 64 * 1024;
 pub const SCHEMA: u32 = 2;
 
 /// The targets (Debian multiarch triples) a release can carry an artifact for.
-pub const TARGETS: [&str; 3] = ["x86_64-linux-gnu", "aarch64-linux-gnu", "arm-linux-gnueabihf"];
+pub const TARGETS: [&str; 3] = [
+    "x86_64-linux-gnu",
+    "aarch64-linux-gnu",
+    "arm-linux-gnueabihf",
+];
 
 /// The target this program was built for.
 pub fn host_target() -> &'static str {
@@ -262,7 +266,10 @@ mod tests {
             good.replace("\"notes\"", "\"extra\": 1, \"notes\""),
             good.replace("\"percent\": 100", "\"percent\": 101"),
             good.replace("\"app\": \"demo\"", "\"app\": \"../x\""),
-            good.replace("demo/1.2.0/x86_64-linux-gnu/demo", "other/1.2.0/x86_64-linux-gnu/demo"),
+            good.replace(
+                "demo/1.2.0/x86_64-linux-gnu/demo",
+                "other/1.2.0/x86_64-linux-gnu/demo",
+            ),
             "{".repeat(10_000),
             "not json".into(),
         ];

@@ -59,8 +59,8 @@ pub fn hash_file(path: &Path) -> Result<(String, u64)> {
     let mut f =
         std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
     let mut h = Sha256::new();
-    let size = io::copy(&mut f, &mut h)
-        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    let size =
+        io::copy(&mut f, &mut h).with_context(|| format!("cannot read `{}`", path.display()))?;
     Ok((hex::encode(h.finalize()), size))
 }
 
@@ -124,7 +124,8 @@ impl LocalRepo {
                 )
             })?;
         }
-        r.finish().context("the repository's metadata is incomplete")
+        r.finish()
+            .context("the repository's metadata is incomplete")
     }
 
     /// A target's file, checked against what the role signed for it.
@@ -171,7 +172,10 @@ impl LocalRepo {
             if artifact.kind == ArtifactKind::Ferry {
                 let mut f = std::fs::File::open(&file)?;
                 Container::read_from(&mut f).with_context(|| {
-                    format!("the {triple} artifact `{}` is not a ferry binary", file.display())
+                    format!(
+                        "the {triple} artifact `{}` is not a ferry binary",
+                        file.display()
+                    )
                 })?;
             }
         }
@@ -205,11 +209,12 @@ impl LocalRepo {
             return Ok(());
         }
         let dir = path.parent().expect("target paths have a directory");
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
         let mut out = ferry_fsutil::AtomicFile::create(&path, 0o644)
             .with_context(|| format!("cannot create `{}`", path.display()))?;
-        let mut src =
-            std::fs::File::open(from).with_context(|| format!("cannot open `{}`", from.display()))?;
+        let mut src = std::fs::File::open(from)
+            .with_context(|| format!("cannot open `{}`", from.display()))?;
         io::copy(&mut src, &mut out)?;
         out.commit()
             .with_context(|| format!("cannot write `{}`", path.display()))
@@ -229,7 +234,11 @@ pub fn delegation_keys(set: &TrustedSet, app: &str) -> Result<Vec<ferry_format::
             "app `{app}` has no release role in this repository\nhint: the root key holder adds it: `ferry repo delegate --app {app} --release-pubkey release.pub …`"
         )
     })?;
-    let keys = &targets.delegations.as_ref().expect("found a delegation").keys;
+    let keys = &targets
+        .delegations
+        .as_ref()
+        .expect("found a delegation")
+        .keys;
     Ok(role
         .keyids
         .iter()

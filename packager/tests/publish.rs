@@ -7,7 +7,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{channel, fails, ferry, ferry_trusted, init_repo, make_named_container, ok, text, work};
+use common::{
+    channel, fails, ferry, ferry_trusted, init_repo, make_named_container, ok, text, work,
+};
 use ferry_format::manifest::ArtifactKind;
 
 /// Every file in the tree, relative to `root`, to show no temporary files were left.
@@ -63,10 +65,19 @@ fn publishes_targets_then_metadata_with_rising_serials() {
     let a = &m1.artifacts["x86_64-linux-gnu"];
     assert_eq!(
         (m1.serial, m1.version.as_str(), a.kind, a.target.as_str()),
-        (1, "1.0.0", ArtifactKind::Ferry, "demo/1.0.0/x86_64-linux-gnu/demo")
+        (
+            1,
+            "1.0.0",
+            ArtifactKind::Ferry,
+            "demo/1.0.0/x86_64-linux-gnu/demo"
+        )
     );
     assert_eq!(m1.rollout.percent, 100);
-    let o = ok(ferry(p, &["repo", "verify", "--repo", "repo", "--root", "root.json"], &[]));
+    let o = ok(ferry(
+        p,
+        &["repo", "verify", "--repo", "repo", "--root", "root.json"],
+        &[],
+    ));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("demo/stable: 1.0.0 (serial 1"), "{out}");
 
@@ -123,7 +134,11 @@ fn plain_files_need_app_and_version_and_mismatches_are_refused() {
     init_repo(p, &["notes", "demo"]);
     let msg = fails(publish(p, "data.txt", &[]));
     assert!(msg.contains("--app"), "{msg}");
-    ok(publish(p, "data.txt", &["--app", "notes", "--version", "7"]));
+    ok(publish(
+        p,
+        "data.txt",
+        &["--app", "notes", "--version", "7"],
+    ));
     assert_eq!(
         channel(p, "notes", "stable").unwrap().artifacts["x86_64-linux-gnu"].kind,
         ArtifactKind::File
@@ -147,7 +162,18 @@ fn keys_and_repositories_it_cannot_verify_are_refused_before_anything_is_signed(
     ok(ferry(p, &["sign", "v1", "--key", "ferry.key"], &[]));
 
     // A release key the repository does not delegate the app to.
-    ok(ferry(p, &["keygen", "--no-password", "-s", "other.key", "-p", "other.pub"], &[]));
+    ok(ferry(
+        p,
+        &[
+            "keygen",
+            "--no-password",
+            "-s",
+            "other.key",
+            "-p",
+            "other.pub",
+        ],
+        &[],
+    ));
     make_named_container(&p.join("v1o"), "demo", "1.0.0");
     ok(ferry(p, &["sign", "v1o", "--key", "other.key"], &[]));
     let msg = fails(ferry_trusted(p, &["publish", "v1o", "--key", "other.key"]));
@@ -174,11 +200,25 @@ fn keys_and_repositories_it_cannot_verify_are_refused_before_anything_is_signed(
     std::fs::write(&manifest, text_before.replace("\"ferry\"", "\"file\"")).unwrap();
     let msg = fails(ferry_trusted(
         p,
-        &["rollout", "--app", "demo", "--key", "ferry.key", "--percent", "50"],
+        &[
+            "rollout",
+            "--app",
+            "demo",
+            "--key",
+            "ferry.key",
+            "--percent",
+            "50",
+        ],
     ));
-    assert!(msg.contains("not the file the release keys signed"), "{msg}");
+    assert!(
+        msg.contains("not the file the release keys signed"),
+        "{msg}"
+    );
     let msg = fails(publish(p, "v1", &["--channel", "stable"]));
-    assert!(msg.contains("not the file the release keys signed"), "{msg}");
+    assert!(
+        msg.contains("not the file the release keys signed"),
+        "{msg}"
+    );
     std::fs::write(&manifest, text_before).unwrap();
 
     // A timestamp replaced by one signed with another key.
@@ -186,13 +226,23 @@ fn keys_and_repositories_it_cannot_verify_are_refused_before_anything_is_signed(
     let good = std::fs::read(&ts).unwrap();
     std::fs::write(&ts, b"{\"signatures\": [], \"signed\": {}}").unwrap();
     let msg = fails(publish(p, "v1", &["--channel", "beta"]));
-    assert!(msg.contains("timestamp.json") && msg.contains("refused"), "{msg}");
+    assert!(
+        msg.contains("timestamp.json") && msg.contains("refused"),
+        "{msg}"
+    );
     std::fs::write(&ts, good).unwrap();
     // A trusted root that is not a root.
     std::fs::write(p.join("bad-root.json"), b"{}").unwrap();
     let msg = fails(ferry(
         p,
-        &["repo", "verify", "--repo", "repo", "--root", "bad-root.json"],
+        &[
+            "repo",
+            "verify",
+            "--repo",
+            "repo",
+            "--root",
+            "bad-root.json",
+        ],
         &[],
     ));
     assert!(msg.contains("is not a valid root"), "{msg}");

@@ -50,7 +50,9 @@ pub fn create(dir: &Path, app: &str) -> Result<()> {
 
 /// `ferry publish BIN --key release.key …` in `dir`, with `extra` arguments.
 pub fn publish(dir: &Path, bin: &Path, extra: &[&str]) -> Result<()> {
-    let bin = bin.to_str().ok_or_else(|| anyhow::anyhow!("paths must be UTF-8"))?;
+    let bin = bin
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("paths must be UTF-8"))?;
     let mut args = vec!["publish", bin, "--key", "release.key"];
     args.extend_from_slice(&TRUST_ARGS);
     args.extend_from_slice(extra);

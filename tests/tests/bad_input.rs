@@ -4,8 +4,9 @@
 //! a server or a config. Every row must give a non-zero exit and one error
 //! that names the input and the problem, and change nothing: the same
 //! version runs, `current` and `previous` point where they did, and the
-//! state file's install record (`current`, `previous`, `phase`, serial,
-//! deny list) is as before. Only the record of the last result may change.
+//! state file's install record (`current`, `previous`, `phase`, deny list)
+//! is as before. Only the record of the last result may change, and the
+//! replay floor: every verified manifest raises it, even one not installed.
 //!
 //! Rows for containers and payloads (lengths outside the file, overlaps,
 //! absurd counts; `..`, absolute paths, escaping links, devices, a million
@@ -49,7 +50,6 @@ fn install(board: &Board, port: u16) -> Install {
         "previous": state["previous"],
         "phase": state["phase"],
         "target": state["target"],
-        "last_serial": state["last_serial"],
         "denied": state["denied"],
     });
     let mut versions: Vec<String> = std::fs::read_dir(dir.join("versions"))
@@ -326,7 +326,11 @@ fn every_bad_input_is_refused_with_one_clear_error_and_nothing_changes() {
     let mut huge = vec![b' '; 2 << 20];
     huge.extend_from_slice(good.as_bytes());
     d.signed_manifest(&huge);
-    d.row("manifest: huge", None, &["channel manifest", "over the limit"]);
+    d.row(
+        "manifest: huge",
+        None,
+        &["channel manifest", "over the limit"],
+    );
     let deep = format!(
         "{{\"x\": {}{}, \"schema\": 2}}",
         "[".repeat(20_000),
@@ -356,9 +360,17 @@ fn every_bad_input_is_refused_with_one_clear_error_and_nothing_changes() {
     d.signed_manifest(good.as_bytes());
     let ts = std::fs::read(timestamp_path(&d.repo)).unwrap();
     std::fs::write(timestamp_path(&d.repo), "this is not TUF metadata\n").unwrap();
-    d.row("metadata: malformed", None, &["timestamp.json", "malformed"]);
+    d.row(
+        "metadata: malformed",
+        None,
+        &["timestamp.json", "malformed"],
+    );
     std::fs::write(timestamp_path(&d.repo), &ts[..ts.len() / 2]).unwrap();
-    d.row("metadata: truncated", None, &["timestamp.json", "malformed"]);
+    d.row(
+        "metadata: truncated",
+        None,
+        &["timestamp.json", "malformed"],
+    );
     std::fs::write(timestamp_path(&d.repo), &ts).unwrap();
 
     // ---- servers

@@ -238,8 +238,7 @@ impl RepoError {
             | RepoError::Redirect { .. }
             | RepoError::TooLarge { .. }
             | RepoError::LongerThanDeclared { .. }
-            | RepoError::ChecksumMismatch { .. }
-            => false,
+            | RepoError::ChecksumMismatch { .. } => false,
         }
     }
 
@@ -710,7 +709,6 @@ fn status_error(url: &str, response: &Response) -> RepoError {
         }
     }
 }
-
 
 /// Checks and normalises the base URL (no trailing slash).
 fn parse_base_url(text: &str) -> Result<String, RepoError> {

@@ -75,9 +75,21 @@ async fn metadata_fetch_and_a_missing_next_root() {
     let got = client.fetch_file(META, LIMIT, false).await.unwrap();
     assert_eq!(got.as_deref(), Some(&b"{}"[..]));
     // The next root's absence is an answer; another file's is an error.
-    assert_eq!(client.fetch_file("metadata/2.root.json", LIMIT, true).await.unwrap(), None);
-    let err = client.fetch_file("metadata/2.root.json", LIMIT, false).await.unwrap_err();
-    assert!(matches!(err, RepoError::Http { status: 404, .. }), "{err:?}");
+    assert_eq!(
+        client
+            .fetch_file("metadata/2.root.json", LIMIT, true)
+            .await
+            .unwrap(),
+        None
+    );
+    let err = client
+        .fetch_file("metadata/2.root.json", LIMIT, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RepoError::Http { status: 404, .. }),
+        "{err:?}"
+    );
     let requests = server.requests();
     assert_eq!(
         requests[0].header("user-agent"),
@@ -92,10 +104,7 @@ async fn manifest_endless_body_is_cut_at_the_limit() {
     let client = client(&server);
 
     let started = Instant::now();
-    let err = client
-        .fetch_file(META, LIMIT, false)
-        .await
-        .unwrap_err();
+    let err = client.fetch_file(META, LIMIT, false).await.unwrap_err();
     assert!(
         matches!(err, RepoError::TooLarge { limit, .. } if limit == MAX_MANIFEST_LEN as u64),
         "{err:?}"
@@ -154,10 +163,7 @@ async fn manifest_http_errors_are_classified() {
     let server = FaultServer::start().await;
     let client = client(&server);
     // Nothing routed: 404.
-    let err = client
-        .fetch_file(META, LIMIT, false)
-        .await
-        .unwrap_err();
+    let err = client.fetch_file(META, LIMIT, false).await.unwrap_err();
     assert!(
         matches!(err, RepoError::Http { status: 404, .. }),
         "{err:?}"
@@ -165,10 +171,7 @@ async fn manifest_http_errors_are_classified() {
     assert!(!err.is_transient());
 
     server.route(MANIFEST_PATH, "", Behaviour::Status(503));
-    let err = client
-        .fetch_file(META, LIMIT, false)
-        .await
-        .unwrap_err();
+    let err = client.fetch_file(META, LIMIT, false).await.unwrap_err();
     assert!(
         matches!(err, RepoError::Http { status: 503, .. }),
         "{err:?}"
@@ -177,10 +180,7 @@ async fn manifest_http_errors_are_classified() {
 
     // A 304 to an unconditional request is not "not modified".
     server.route(MANIFEST_PATH, "", Behaviour::Status(304));
-    let err = client
-        .fetch_file(META, LIMIT, false)
-        .await
-        .unwrap_err();
+    let err = client.fetch_file(META, LIMIT, false).await.unwrap_err();
     assert!(
         matches!(err, RepoError::Redirect { status: 304, .. }),
         "{err:?}"
@@ -554,10 +554,7 @@ async fn a_trickling_server_is_cut_off_however_often_it_sends() {
         Behaviour::Trickle(Duration::from_millis(100)),
     );
     let client = client_with(&server, |c| c.idle_timeout = idle);
-    let err = client
-        .fetch_file(META, LIMIT, false)
-        .await
-        .unwrap_err();
+    let err = client.fetch_file(META, LIMIT, false).await.unwrap_err();
     assert!(matches!(err, RepoError::TooSlow { .. }), "{err:?}");
 }
 
@@ -577,10 +574,7 @@ async fn stall_before_the_headers_ends_too() {
     cfg.idle_timeout = Duration::from_millis(300);
     let client = RepoClient::build(cfg, false).unwrap();
     let started = Instant::now();
-    let err = client
-        .fetch_file(META, LIMIT, false)
-        .await
-        .unwrap_err();
+    let err = client.fetch_file(META, LIMIT, false).await.unwrap_err();
     assert!(matches!(err, RepoError::Stalled { .. }), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
 }

@@ -98,6 +98,9 @@ mod tests {
     #[test]
     fn refuses_floats() {
         assert!(to_canonical(&json!({"x": 1.5})).is_err());
-        assert_eq!(to_canonical(&json!(u64::MAX)).unwrap(), b"18446744073709551615");
+        assert_eq!(
+            to_canonical(&json!(u64::MAX)).unwrap(),
+            b"18446744073709551615"
+        );
     }
 }

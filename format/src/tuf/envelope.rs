@@ -48,7 +48,10 @@ impl Envelope {
         if bytes.len() > MAX_METADATA_LEN {
             return Err(TufError::Malformed {
                 role: role.to_owned(),
-                reason: format!("{} bytes, over the limit of {MAX_METADATA_LEN}", bytes.len()),
+                reason: format!(
+                    "{} bytes, over the limit of {MAX_METADATA_LEN}",
+                    bytes.len()
+                ),
             });
         }
         let raw: RawEnvelope = serde_json::from_slice(bytes).map_err(|e| TufError::Malformed {

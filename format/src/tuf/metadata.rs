@@ -229,7 +229,8 @@ impl DelegatedRole {
     pub fn covers(&self, target: &str) -> bool {
         self.paths.as_ref().is_some_and(|paths| {
             paths.iter().any(|p| {
-                let (pp, tp): (Vec<_>, Vec<_>) = (p.split('/').collect(), target.split('/').collect());
+                let (pp, tp): (Vec<_>, Vec<_>) =
+                    (p.split('/').collect(), target.split('/').collect());
                 pp.len() == tp.len() && pp.iter().zip(&tp).all(|(p, t)| glob_segment(p, t))
             })
         })

@@ -132,11 +132,14 @@ impl TrustedSet {
         let old = &self.root.doc;
         env.verify("root", &old.keys, role_keys(old, "root")?)?;
         env.verify("root", &new.keys, role_keys(&new, "root")?)?;
-        let expected = old.version.checked_add(1).ok_or(TufError::VersionMismatch {
-            role: "root".into(),
-            got: new.version,
-            expected: u64::MAX,
-        })?;
+        let expected = old
+            .version
+            .checked_add(1)
+            .ok_or(TufError::VersionMismatch {
+                role: "root".into(),
+                got: new.version,
+                expected: u64::MAX,
+            })?;
         if new.version != expected {
             return Err(TufError::VersionMismatch {
                 role: "root".into(),
@@ -237,9 +240,12 @@ impl TrustedSet {
         now: Option<u64>,
         local: bool,
     ) -> Result<(), TufError> {
-        let meta = self.snapshot_meta().cloned().ok_or_else(|| TufError::Missing {
-            what: "a trusted timestamp before the snapshot".into(),
-        })?;
+        let meta = self
+            .snapshot_meta()
+            .cloned()
+            .ok_or_else(|| TufError::Missing {
+                what: "a trusted timestamp before the snapshot".into(),
+            })?;
         if !local {
             check_file("snapshot", bytes, &meta)?;
         }
@@ -289,7 +295,11 @@ impl TrustedSet {
     /// What the trusted snapshot says of role `name` (`targets` or a
     /// delegated role).
     pub fn role_meta(&self, name: &str) -> Option<&MetaFile> {
-        self.snapshot.as_ref()?.doc.meta.get(&format!("{name}.json"))
+        self.snapshot
+            .as_ref()?
+            .doc
+            .meta
+            .get(&format!("{name}.json"))
     }
 
     /// Whether the trusted copy of role `name` is not the snapshot's.
@@ -311,9 +321,12 @@ impl TrustedSet {
         bytes: &[u8],
         local: bool,
     ) -> Result<(Envelope, Targets), TufError> {
-        let meta = self.role_meta(name).cloned().ok_or_else(|| TufError::Missing {
-            what: format!("role `{name}` in the trusted snapshot"),
-        })?;
+        let meta = self
+            .role_meta(name)
+            .cloned()
+            .ok_or_else(|| TufError::Missing {
+                what: format!("role `{name}` in the trusted snapshot"),
+            })?;
         if !local {
             check_file(name, bytes, &meta)?;
         }
@@ -364,9 +377,12 @@ impl TrustedSet {
         let targets = self.targets.as_ref().ok_or_else(|| TufError::Missing {
             what: "trusted targets before a delegated role".into(),
         })?;
-        let delegation = targets.doc.delegation(name).ok_or_else(|| TufError::Missing {
-            what: format!("a delegation to role `{name}` in targets"),
-        })?;
+        let delegation = targets
+            .doc
+            .delegation(name)
+            .ok_or_else(|| TufError::Missing {
+                what: format!("a delegation to role `{name}` in targets"),
+            })?;
         let keys = &targets
             .doc
             .delegations

@@ -147,6 +147,12 @@ impl Draft {
         self.timestamp_version = 0;
     }
 
+    /// Raises the next snapshot and timestamp versions to at least `min`.
+    pub fn raise_online_versions(&mut self, min: u64) {
+        self.snapshot_version = self.snapshot_version.max(min.saturating_sub(1));
+        self.timestamp_version = self.timestamp_version.max(min.saturating_sub(1));
+    }
+
     /// Adds a root (`metadata/<version>.root.json`), signed by `keys`.
     pub fn put_root(&mut self, root: &Root, keys: &[&SecretKey]) {
         self.files.push(NewFile {

@@ -174,7 +174,10 @@ fn parts(args: &PublishArgs, key: &SecretKey) -> Result<(Vec<Part>, String, Stri
                 ] {
                     if let Some(g) = given {
                         if g != actual {
-                            bail!("{flag} `{g}` differs from `{}`'s own `{actual}`", path.display());
+                            bail!(
+                                "{flag} `{g}` differs from `{}`'s own `{actual}`",
+                                path.display()
+                            );
                         }
                     }
                 }
@@ -191,7 +194,10 @@ fn parts(args: &PublishArgs, key: &SecretKey) -> Result<(Vec<Part>, String, Stri
             }
             Opened::Plain(_) => {
                 if args.files.len() > 1 {
-                    bail!("`{}` is not a ferry binary; plain files are published one at a time", path.display());
+                    bail!(
+                        "`{}` is not a ferry binary; plain files are published one at a time",
+                        path.display()
+                    );
                 }
                 let app = args
                     .app
@@ -219,7 +225,11 @@ fn parts(args: &PublishArgs, key: &SecretKey) -> Result<(Vec<Part>, String, Stri
             }
         };
         if !TARGETS.contains(&part.target.as_str()) {
-            bail!("target `{}` is not one of {}", part.target, TARGETS.join(", "));
+            bail!(
+                "target `{}` is not one of {}",
+                part.target,
+                TARGETS.join(", ")
+            );
         }
         if parts.iter().any(|p: &Part| p.target == part.target) {
             bail!("two files for {}: give one binary per target", part.target);
@@ -306,12 +316,14 @@ pub fn run(args: PublishArgs) -> Result<ExitCode> {
         manifest.version,
         manifest.channel,
         serial,
-        manifest.artifacts.keys().cloned().collect::<Vec<_>>().join(", ")
+        manifest
+            .artifacts
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    println!(
-        "{}",
-        repo.dir().join("metadata/timestamp.json").display()
-    );
+    println!("{}", repo.dir().join("metadata/timestamp.json").display());
     Ok(ExitCode::SUCCESS)
 }
 

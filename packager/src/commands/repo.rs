@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
 use ferry_format::tuf::layout::{app_paths, is_valid_app_role};
-use ferry_format::tuf::writer::{empty_targets, next_root_version, next_version, role_of, root_doc, Draft, RootKeys};
+use ferry_format::tuf::writer::{
+    empty_targets, next_root_version, next_version, role_of, root_doc, Draft, RootKeys,
+};
 use ferry_format::tuf::{DelegatedRole, Delegations, Refresh, Targets};
 use ferry_format::{PublicKey, SecretKey};
 
@@ -146,7 +148,10 @@ fn delegate(args: RepoDelegateArgs) -> Result<ExitCode> {
         }
         for k in &release {
             if !release_pubs.contains(&k.public_key()) {
-                bail!("--release-key {} is not one of the --release-pubkey keys", k.id());
+                bail!(
+                    "--release-key {} is not one of the --release-pubkey keys",
+                    k.id()
+                );
             }
         }
         let mut doc = current.doc.clone();

@@ -131,16 +131,38 @@ pub fn init_repo(p: &Path, apps: &[&str]) {
     ok(ferry(p, &["keygen", "--no-password"], &[]));
     for name in ["root", "timestamp"] {
         let (s, k) = (format!("{name}.key"), format!("{name}.pub"));
-        ok(ferry(p, &["keygen", "--no-password", "-s", &s, "-p", &k], &[]));
+        ok(ferry(
+            p,
+            &["keygen", "--no-password", "-s", &s, "-p", &k],
+            &[],
+        ));
     }
     ok(ferry(
         p,
-        &["repo", "init", "--repo", "repo", "--root-key", "root.key", "--timestamp-key", "timestamp.key"],
+        &[
+            "repo",
+            "init",
+            "--repo",
+            "repo",
+            "--root-key",
+            "root.key",
+            "--timestamp-key",
+            "timestamp.key",
+        ],
         &[],
     ));
     std::fs::copy(p.join("repo/metadata/1.root.json"), p.join("root.json")).unwrap();
     for app in apps {
-        let mut args = vec!["repo", "delegate", "--root-key", "root.key", "--app", app, "--release-pubkey", "ferry.pub"];
+        let mut args = vec![
+            "repo",
+            "delegate",
+            "--root-key",
+            "root.key",
+            "--app",
+            app,
+            "--release-pubkey",
+            "ferry.pub",
+        ];
         args.extend_from_slice(&TRUST);
         ok(ferry(p, &args, &[]));
     }

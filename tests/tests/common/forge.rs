@@ -3,6 +3,7 @@
 //! through `ferry_format::tuf`, so a test can put any bytes where the agent
 //! will look and know which rule refuses them.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,12 @@ pub struct Forge {
     pub online: SecretKey,
     /// simple_api's release key.
     pub release: SecretKey,
+    /// The repository as it was when the forge was made: what every forged
+    /// state is built on.
+    pub base: TrustedSet,
+    /// The version the next forged documents get: above every one written
+    /// before, so each forged state is newer than all the device has seen.
+    next: Cell<u64>,
 }
 
 /// Loads an unencrypted secret key file.
@@ -41,13 +48,24 @@ impl Forge {
     /// The forge of a test repository (keys made by `signed_repo::create`).
     pub fn new(repo: &Repo) -> Forge {
         let d = repo.dir.path();
-        Forge {
+        let mut f = Forge {
             dir: repo.path(),
             keys_dir: d.to_owned(),
             root: key(&d.join("root.key")),
             online: key(&d.join("timestamp.key")),
             release: key(&d.join("release.key")),
-        }
+            base: TrustedSet::from_root(&std::fs::read(d.join("root.json")).unwrap()).unwrap(),
+            next: Cell::new(1000),
+        };
+        f.base = f.trusted();
+        f
+    }
+
+    /// A version above every one forged before.
+    pub fn next_version(&self) -> u64 {
+        let v = self.next.get();
+        self.next.set(v + 1);
+        v
     }
 
     /// What a client trusting `root.json` accepts from the directory now,
@@ -66,9 +84,9 @@ impl Forge {
         set
     }
 
-    /// The stable channel's current manifest.
+    /// The stable channel's manifest when the forge was made.
     pub fn manifest(&self) -> Manifest {
-        let set = self.trusted();
+        let set = &self.base;
         let role = &set.delegated("simple_api").unwrap().doc;
         let target = channel_target("simple_api", "stable");
         let sha = role.targets[&target].sha256().unwrap().to_owned();
@@ -79,9 +97,11 @@ impl Forge {
     /// The path of the stable manifest's artifact for this machine.
     pub fn artifact_path(&self) -> PathBuf {
         let m = self.manifest();
-        let set = self.trusted();
+        let set = &self.base;
         let role = &set.delegated("simple_api").unwrap().doc;
-        let a = m.artifact_for(ferry_format::manifest::host_target()).unwrap();
+        let a = m
+            .artifact_for(ferry_format::manifest::host_target())
+            .unwrap();
         let sha = role.targets[&a.target].sha256().unwrap().to_owned();
         self.dir.join(target_file_path(&a.target, &sha))
     }
@@ -95,19 +115,22 @@ impl Forge {
         }
     }
 
-    /// Publishes `bytes` as simple_api's stable manifest: the app's role
-    /// signed by `release`, snapshot and timestamp by `online`, each one
-    /// version up; `edit` may change the role before it is signed.
+    /// Publishes `bytes` as simple_api's stable manifest on top of
+    /// [`Forge::base`]: the app's role signed by `release`, snapshot and
+    /// timestamp by `online` (expiring at `expires`), all at a new highest
+    /// version; `edit` may change the role before it is signed.
     pub fn channel_with(
         &self,
         bytes: &[u8],
         release: &SecretKey,
         online: &SecretKey,
+        expires: u64,
         edit: impl FnOnce(&mut ferry_format::tuf::Targets),
     ) {
-        let set = self.trusted();
+        let set = &self.base;
+        let version = self.next_version();
         let mut role = set.delegated("simple_api").unwrap().doc.clone();
-        role.version += 1;
+        role.version = version;
         let target = channel_target("simple_api", "stable");
         let sha = hex::encode(Sha256::digest(bytes));
         self.write(&[NewFile {
@@ -123,13 +146,14 @@ impl Forge {
             },
         );
         edit(&mut role);
-        let mut d = Draft::on(Some(&set));
+        let mut d = Draft::on(Some(set));
+        d.raise_online_versions(version);
         d.put_role("simple_api", &role, &[release]);
-        self.write(&d.finish(&[online], FAR, FAR).unwrap());
+        self.write(&d.finish(&[online], FAR, expires).unwrap());
     }
 
     /// [`Forge::channel_with`] with the right keys and no edit.
     pub fn channel(&self, bytes: &[u8]) {
-        self.channel_with(bytes, &self.release, &self.online, |_| {});
+        self.channel_with(bytes, &self.release, &self.online, FAR, |_| {});
     }
 }

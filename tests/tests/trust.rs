@@ -1,0 +1,368 @@
+//! Trust, end to end: a board runs v1 of simple_api under a real systemd,
+//! following a repository served by nginx, and meets one attack per row —
+//! the TUF attack classes a hostile repository, mirror or key holder can
+//! mount. Each row is refused with one clear error naming the rule, the
+//! running version and `current` stay, and one `refused` entry is journaled.
+//! Then a key-compromise drill on several boards: leaked keys, rotation with
+//! the root key, recovery without touching a board. (Slow retrieval and
+//! endless data from the server are rows of `bad_input.rs`.)
+
+mod common;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::forge::{Forge, FAR};
+use common::repo::{board, current_version, variant, version_served, Repo, WAIT};
+use common::text;
+use ferry_format::manifest::{Artifact, ArtifactKind};
+use ferry_format::SecretKey;
+use ferry_tests::board::Board;
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Starts the agent, waits for v1, stops the agent.
+fn v1_then_stop(repo: &Repo, board: &Board) {
+    repo.publish(&common::simple_api(), &[]);
+    board
+        .sandbox
+        .systemctl(&["start", "ferryd.service"])
+        .unwrap();
+    board
+        .wait_for("v1 committed", WAIT, |s| {
+            current_version(s) == "1.0.0" && s["phase"] == "idle"
+        })
+        .unwrap();
+    board
+        .sandbox
+        .systemctl(&["stop", "ferryd.service"])
+        .unwrap();
+}
+
+#[test]
+fn every_attack_class_is_refused_and_the_running_version_stays() {
+    let repo = Repo::new();
+    let (board, port) = board(&repo, "trust", "");
+    v1_then_stop(&repo, &board);
+    let seen_timestamp = std::fs::read(repo.path().join("metadata/timestamp.json")).unwrap();
+    let before_link = std::fs::read_link(board.app_dir().join("current")).unwrap();
+
+    repo.publish(&variant("2.0.0", None), &[]);
+    let f = Forge::new(&repo);
+    let good = f.manifest();
+    let good_json = good.to_json();
+    let attacker = SecretKey::generate().unwrap();
+    let artifact = f.artifact_path();
+    let artifact_bytes = std::fs::read(&artifact).unwrap();
+    let with = |edit: &dyn Fn(&mut ferry_format::manifest::Manifest)| {
+        let mut m = good.clone();
+        edit(&mut m);
+        m.to_json()
+    };
+
+    type Row<'a> = (&'a str, &'a str, Box<dyn Fn() + 'a>);
+    let rows: Vec<Row> = vec![
+        (
+            "arbitrary installation: the artifact is swapped on the server",
+            "sha-256",
+            Box::new(|| {
+                let mut b = artifact_bytes.clone();
+                let mid = b.len() / 2;
+                b[mid] ^= 1;
+                std::fs::write(&artifact, b).unwrap();
+            }),
+        ),
+        (
+            "vulnerability to key compromise: the app's role signed by a key it is not delegated to",
+            "simple_api metadata has 0 valid signature",
+            Box::new(|| {
+                std::fs::write(&artifact, &artifact_bytes).unwrap();
+                f.channel_with(&good_json, &attacker, &f.online, FAR, |_| {});
+            }),
+        ),
+        (
+            "fast-forward: serial 2^64-1 by the leaked release key, without the timestamp key",
+            "timestamp metadata has 0 valid signature",
+            Box::new(|| {
+                let m = with(&|m| m.serial = u64::MAX);
+                f.channel_with(&m, &f.release, &attacker, FAR, |_| {});
+            }),
+        ),
+        (
+            "wrong software installation: another app's manifest",
+            "this device follows",
+            Box::new(|| f.channel(&with(&|m| m.app = "other_app".into()))),
+        ),
+        (
+            "mix-and-match: another channel's manifest",
+            "this device follows",
+            Box::new(|| f.channel(&with(&|m| m.channel = "beta".into()))),
+        ),
+        (
+            "rollback: an older release's manifest, correctly signed",
+            "lower than the last accepted serial",
+            Box::new(|| f.channel(&with(&|m| m.serial = 1))),
+        ),
+        (
+            "indefinite freeze: a timestamp past its expiry",
+            "expired",
+            Box::new(|| f.channel_with(&good_json, &f.release, &f.online, now() - 60, |_| {})),
+        ),
+        (
+            "malicious mirror: an old timestamp replayed to hide updates",
+            "lower than the trusted version",
+            Box::new(|| {
+                std::fs::write(repo.path().join("metadata/timestamp.json"), &seen_timestamp)
+                    .unwrap()
+            }),
+        ),
+        (
+            "mix-and-match: a role document swapped under the name the snapshot names",
+            "the repository names",
+            Box::new(|| {
+                f.channel(&good_json);
+                let set = f.trusted();
+                let version = set.delegated("simple_api").unwrap().doc.version;
+                let mut other = set.delegated("simple_api").unwrap().doc.clone();
+                other.expires = "2099-01-01T00:00:00Z".into();
+                let bytes = ferry_format::tuf::sign(&other, &[&f.release]);
+                std::fs::write(
+                    repo.path()
+                        .join(format!("metadata/{version}.simple_api.json")),
+                    bytes,
+                )
+                .unwrap();
+            }),
+        ),
+        (
+            "extraneous dependencies: a plain file where a ferry binary belongs",
+            "plain file",
+            Box::new(|| {
+                f.channel(&with(&|m| {
+                    for a in m.artifacts.values_mut() {
+                        a.kind = ArtifactKind::File;
+                    }
+                }))
+            }),
+        ),
+        (
+            "endless data: the artifact is longer than the role signs",
+            "more bytes than",
+            Box::new(|| {
+                let target = good.artifacts["x86_64-linux-gnu"].target.clone();
+                f.channel_with(&good_json, &f.release, &f.online, FAR, |role| {
+                    role.targets.get_mut(&target).unwrap().length -= 100;
+                });
+            }),
+        ),
+        (
+            "endless data: an artifact declared larger than the device takes",
+            "over the limit",
+            Box::new(|| {
+                let target = good.artifacts["x86_64-linux-gnu"].target.clone();
+                f.channel_with(&good_json, &f.release, &f.online, FAR, |role| {
+                    role.targets.get_mut(&target).unwrap().length = 1 << 40;
+                });
+            }),
+        ),
+        (
+            "a release with no artifact for this board's architecture",
+            "no x86_64-linux-gnu artifact",
+            Box::new(|| {
+                f.channel(&with(&|m| {
+                    let a = m.artifacts.remove("x86_64-linux-gnu").unwrap();
+                    m.artifacts.insert(
+                        "aarch64-linux-gnu".into(),
+                        Artifact {
+                            target: a.target.replace("x86_64-linux-gnu", "aarch64-linux-gnu"),
+                            kind: a.kind,
+                        },
+                    );
+                }))
+            }),
+        ),
+    ];
+    for (i, (name, needle, setup)) in rows.iter().enumerate() {
+        setup();
+        let out = board.ferryd(&["check"]).unwrap();
+        let msg = text(&out);
+        println!("{name}: {}", msg.trim());
+        assert!(!out.status.success(), "{name}: check succeeded\n{msg}");
+        assert!(
+            msg.to_lowercase().contains(&needle.to_lowercase()),
+            "{name}: output lacks `{needle}`\n{msg}"
+        );
+        assert_eq!(
+            std::fs::read_link(board.app_dir().join("current")).unwrap(),
+            before_link,
+            "{name}: current moved"
+        );
+        assert_eq!(version_served(port).as_deref(), Some("1.0.0"), "{name}");
+        let s = board.app_status().unwrap();
+        assert_eq!(
+            (s["phase"].as_str(), current_version(&s).as_str()),
+            (Some("idle"), "1.0.0"),
+            "{name}"
+        );
+        assert_eq!(
+            board.count_events("refused", None).unwrap(),
+            i + 1,
+            "{name}: one refused entry each"
+        );
+    }
+    // The good release, published anew above everything the device saw, is taken.
+    f.channel(&good_json);
+    let out = board.ferryd(&["check"]).unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(version_served(port).as_deref(), Some("2.0.0"));
+}
+
+/// `ferry ARGS… --repo repo --root root.json --timestamp-key TS` in the keys' directory.
+fn ferry_with(repo: &Repo, timestamp_key: &str, args: &[&str]) {
+    let mut a = args.to_vec();
+    a.extend_from_slice(&[
+        "--repo",
+        "repo",
+        "--root",
+        "root.json",
+        "--timestamp-key",
+        timestamp_key,
+    ]);
+    repo.ferry(&a);
+}
+
+#[test]
+fn a_leaked_key_is_rotated_away_and_every_board_recovers_by_itself() {
+    let repo = Repo::new();
+    let boards: Vec<(Board, u16)> = (0..3)
+        .map(|i| board(&repo, &format!("drill{i}"), ""))
+        .collect();
+    repo.publish(&common::simple_api(), &[]);
+    for (b, _) in &boards {
+        b.sandbox.systemctl(&["start", "ferryd.service"]).unwrap();
+    }
+    for (b, port) in &boards {
+        b.wait_for("v1 committed", WAIT, |s| {
+            current_version(s) == "1.0.0" && s["phase"] == "idle"
+        })
+        .unwrap();
+        assert_eq!(version_served(*port).as_deref(), Some("1.0.0"));
+    }
+
+    // 1. The release key leaks. The attacker, with write access to the
+    // repository but not the timestamp key, publishes serial 2^64-1 of a
+    // release of their own (kind `file`, any bytes).
+    let f = Forge::new(&repo);
+    let ts = repo.path().join("metadata/timestamp.json");
+    let good_ts = std::fs::read(&ts).unwrap();
+    let stolen = common::forge::key(&repo.dir.path().join("release.key"));
+    let own_online = SecretKey::generate().unwrap();
+    let mut evil = f.manifest();
+    evil.serial = u64::MAX;
+    f.channel_with(&evil.to_json(), &stolen, &own_online, FAR, |_| {});
+    for (b, port) in &boards {
+        b.wait_for("the attacker's metadata refused", WAIT, |s| {
+            s["last_result"]["outcome"] == "refused"
+                && s["last_result"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("timestamp metadata has 0 valid signature"))
+        })
+        .unwrap();
+        assert_eq!(version_served(*port).as_deref(), Some("1.0.0"));
+    }
+    // The operator notices and puts the timestamp back.
+    std::fs::write(&ts, &good_ts).unwrap();
+
+    // 2. The timestamp key leaks too and is used to fast-forward: every
+    // document at a version the operator can never exceed. The boards take
+    // it (it is validly signed) and would refuse every later release.
+    let mut d = ferry_format::tuf::writer::Draft::on(Some(&f.trusted()));
+    d.raise_online_versions(u64::MAX);
+    f.write(&d.finish(&[&f.online], FAR, FAR).unwrap());
+    for (b, _) in &boards {
+        b.wait_for("the fast-forward taken", WAIT, |_| {
+            trusted_version(b, "timestamp") == Some(u64::MAX)
+        })
+        .unwrap();
+    }
+
+    // 3. The operator, with the offline root key, rotates both: a new
+    // release key for the app, a new timestamp key in root 2.
+    for name in ["release2", "timestamp2"] {
+        repo.ferry(&[
+            "keygen",
+            "--no-password",
+            "-s",
+            &format!("{name}.key"),
+            "-p",
+            &format!("{name}.pub"),
+        ]);
+    }
+    ferry_with(
+        &repo,
+        "timestamp2.key",
+        &["repo", "rotate", "--root-key", "root.key"],
+    );
+    ferry_with(
+        &repo,
+        "timestamp2.key",
+        &[
+            "repo",
+            "delegate",
+            "--root-key",
+            "root.key",
+            "--app",
+            "simple_api",
+            "--release-pubkey",
+            "release2.pub",
+            "--release-key",
+            "release2.key",
+        ],
+    );
+    // 4. The next legitimate release, signed with the new keys.
+    let v2 = variant("2.0.0", None);
+    std::fs::copy(&v2, repo.dir.path().join("release-bin")).unwrap();
+    repo.ferry(&["sign", "release-bin", "--key", "release2.key"]);
+    ferry_with(
+        &repo,
+        "timestamp2.key",
+        &["publish", "release-bin", "--key", "release2.key"],
+    );
+    for (b, port) in &boards {
+        b.wait_for("v2 committed after the rotation", WAIT, |s| {
+            current_version(s) == "2.0.0" && s["phase"] == "idle"
+        })
+        .unwrap();
+        assert_eq!(version_served(*port).as_deref(), Some("2.0.0"));
+        assert_eq!(
+            trusted_version(b, "root"),
+            Some(2),
+            "the board walked to root 2"
+        );
+    }
+    // The leaked release key no longer counts, even with the new timestamp key.
+    let f2 = Forge::new(&repo);
+    let ts2 = common::forge::key(&repo.dir.path().join("timestamp2.key"));
+    f2.channel_with(&evil.to_json(), &stolen, &ts2, FAR, |_| {});
+    for (b, port) in &boards {
+        b.wait_for("the old release key refused", WAIT, |s| {
+            s["last_result"]["outcome"] == "refused"
+                && s["last_result"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("simple_api metadata has 0 valid signature"))
+        })
+        .unwrap();
+        assert_eq!(version_served(*port).as_deref(), Some("2.0.0"));
+    }
+}
+
+/// The version of a role's document the board trusts.
+fn trusted_version(b: &Board, role: &str) -> Option<u64> {
+    let bytes = std::fs::read(b.state.join(format!("trust/{role}.json"))).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v["signed"]["version"].as_u64()
+}
