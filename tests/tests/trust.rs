@@ -95,7 +95,14 @@ fn every_attack_class_is_refused_and_the_running_version_stays() {
         (
             "wrong software installation: another app's manifest",
             "this device follows",
-            Box::new(|| f.channel(&with(&|m| m.app = "other_app".into()))),
+            Box::new(|| {
+                f.channel(&with(&|m| {
+                    m.app = "other_app".into();
+                    for a in m.artifacts.values_mut() {
+                        a.target = a.target.replace("simple_api", "other_app");
+                    }
+                }))
+            }),
         ),
         (
             "mix-and-match: another channel's manifest",
