@@ -319,8 +319,7 @@ mod tests {
     use super::*;
 
     fn full() -> String {
-        format!(
-            r#"
+        r#"
 repository = "http://127.0.0.1:8080/repo/"
 root = "root.json"
 poll-interval = "2m"
@@ -339,7 +338,7 @@ health-command = ["/bin/true"]
 health-timeout = "1s"
 health-retries = 4
 "#
-        )
+        .to_owned()
     }
 
     #[test]

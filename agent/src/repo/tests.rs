@@ -91,6 +91,7 @@ async fn metadata_fetch_and_a_missing_next_root() {
         "{err:?}"
     );
     let requests = server.requests();
+    assert_eq!(requests[0].path, MANIFEST_PATH);
     assert_eq!(
         requests[0].header("user-agent"),
         Some(concat!("ferryd/", env!("CARGO_PKG_VERSION")))
