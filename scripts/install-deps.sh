@@ -22,3 +22,12 @@ if ! command -v cargo >/dev/null; then
 fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+
+# python-tuf, the reference TUF client, reads ferry repositories in the tests.
+venv="$(cd "$(dirname "$0")/.." && pwd)/target/tuf-venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import tuf.ngclient' 2>/dev/null; then
+  echo "installing python-tuf into $venv" >&2
+  mkdir -p "$(dirname "$venv")"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'tuf>=5,<8'
+fi

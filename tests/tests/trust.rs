@@ -373,3 +373,56 @@ fn trusted_version(b: &Board, role: &str) -> Option<u64> {
     let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     v["signed"]["version"].as_u64()
 }
+
+#[test]
+fn python_tuf_reads_a_ferry_repository_and_downloads_a_release_verified() {
+    let repo = Repo::new();
+    let d = repo.dir.path();
+    std::fs::write(d.join("notes.txt"), b"a plain release\n".repeat(100)).unwrap();
+    let mut publish = vec![
+        "publish",
+        "notes.txt",
+        "--key",
+        "release.key",
+        "--app",
+        "simple_api",
+        "--version",
+        "1.0.0",
+    ];
+    publish.extend_from_slice(&Repo::TRUST);
+    repo.ferry(&publish);
+    // A second root, so the client walks a rotation too.
+    let mut rotate = vec!["repo", "rotate", "--root-key", "root.key"];
+    rotate.extend_from_slice(&Repo::TRUST);
+    repo.ferry(&rotate);
+
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = workspace.join("target/tuf-venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: scripts/install-deps.sh installs python-tuf there",
+        python.display()
+    );
+    let work = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(&python)
+        .arg(workspace.join("tests/python/tuf_client.py"))
+        .arg(d.join("root.json"))
+        .arg(repo.nginx.url())
+        .args([
+            "simple_api",
+            "stable",
+            ferry_format::manifest::host_target(),
+        ])
+        .arg(work.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    use sha2::Digest as _;
+    let want = hex::encode(sha2::Sha256::digest(
+        std::fs::read(d.join("notes.txt")).unwrap(),
+    ));
+    assert_eq!(got["artifact_sha256"], want.as_str());
+    assert_eq!(got["manifest"]["version"], "1.0.0");
+    assert_eq!(got["root_version"], 2);
+}
