@@ -27,6 +27,7 @@ struct RawConfig {
     device_id: Option<String>,
     max_artifact_size: Option<u64>,
     network_timeout: Option<String>,
+    download_deadline: Option<String>,
     rollout_wariness: Option<Wariness>,
     #[serde(default)]
     app: Vec<RawApp>,
@@ -67,6 +68,8 @@ pub enum Wariness {
 pub struct HealthSettings {
     /// The unit must stay active, without restarts, this long.
     pub probation: Duration,
+    /// The app's user, whom the health command runs as (default: the agent's).
+    pub user: Option<String>,
     /// Optional URL that must answer 2xx.
     pub url: Option<String>,
     /// Optional command that must exit 0.
@@ -126,6 +129,8 @@ pub struct Settings {
     pub max_artifact_size: u64,
     /// A server silent this long (connecting or mid-transfer) is given up on.
     pub network_timeout: Duration,
+    /// Longest one download may take in all (the rest resumes next poll).
+    pub download_deadline: Duration,
     /// Canary, normal or cautious in phased rollouts.
     pub wariness: Wariness,
     /// Managed apps.
@@ -245,6 +250,7 @@ impl Settings {
                 unit,
                 health: HealthSettings {
                     probation: opt_duration("probation", &a.probation, Duration::from_secs(10))?,
+                    user: a.user.clone(),
                     url: a.health_url.clone(),
                     command: a.health_command.clone(),
                     timeout: opt_duration(
@@ -293,6 +299,11 @@ impl Settings {
                 "network-timeout",
                 &raw.network_timeout,
                 Duration::from_secs(60),
+            )?,
+            download_deadline: opt_duration(
+                "download-deadline",
+                &raw.download_deadline,
+                Duration::from_secs(3600),
             )?,
             wariness: raw.rollout_wariness.unwrap_or_default(),
             apps,

@@ -53,7 +53,11 @@ pub async fn probation<U: UnitManager>(
         retry(health, || http_check(url, health.timeout)).await?;
     }
     if let Some(cmd) = &health.command {
-        retry(health, || command_check(cmd, health.timeout)).await?;
+        let owner = match &health.user {
+            Some(u) => Some(crate::users::lookup(u).map_err(|e| format!("{e:#}"))?),
+            None => None,
+        };
+        retry(health, || command_check(cmd, owner, health.timeout)).await?;
     }
     Ok(())
 }
@@ -94,8 +98,18 @@ async fn http_check(url: &str, timeout: Duration) -> Result<(), String> {
     }
 }
 
-async fn command_check(cmd: &[String], timeout: Duration) -> Result<(), String> {
-    let mut child = tokio::process::Command::new(&cmd[0])
+/// Runs the health command, as the app's user when one is set: a check
+/// needs no more rights than the app it checks.
+async fn command_check(
+    cmd: &[String],
+    owner: Option<(u32, u32)>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut command = tokio::process::Command::new(&cmd[0]);
+    if let Some((uid, gid)) = owner {
+        command.uid(uid).gid(gid);
+    }
+    let mut child = command
         .args(&cmd[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -114,5 +128,27 @@ async fn command_check(cmd: &[String], timeout: Duration) -> Result<(), String> 
             "health command `{}` took longer than {timeout:?}",
             cmd.join(" ")
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The command runs as the app's user: `nobody` here (the tests run as
+    /// root, which may switch to it).
+    #[tokio::test]
+    async fn the_health_command_runs_as_the_apps_user() {
+        let cmd: Vec<String> = ["sh", "-c", "test \"$(id -u)\" = 65534"]
+            .map(String::from)
+            .to_vec();
+        let t = Duration::from_secs(5);
+        if unsafe { libc::geteuid() } != 0 {
+            // Only root can run a command as another user.
+            assert!(command_check(&cmd, Some((65534, 65534)), t).await.is_err());
+            return;
+        }
+        command_check(&cmd, Some((65534, 65534)), t).await.unwrap();
+        assert!(command_check(&cmd, None, t).await.is_err());
     }
 }

@@ -15,4 +15,5 @@ pub mod store;
 pub mod systemd;
 pub mod trust;
 pub mod update;
+pub mod users;
 pub mod verify;

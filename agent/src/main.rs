@@ -15,6 +15,12 @@ use ferryd::update::{Agent, Outcome};
 const EXIT_CONFIG: u8 = 78;
 
 fn main() -> ExitCode {
+    // A closed stdout (`ferryd status | head`) ends the process quietly.
+    // SAFETY: setting a signal's disposition to its default, before any
+    // thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     ferryd::journal::init(cli.verbose);
     let settings = match Settings::load(&cli.config) {
@@ -52,6 +58,7 @@ async fn agent(settings: Settings) -> anyhow::Result<Agent<SystemdBus>> {
             .min(std::time::Duration::from_secs(15)),
         idle_timeout: settings.network_timeout,
         max_artifact_size: settings.max_artifact_size,
+        download_deadline: settings.download_deadline,
     })?;
     let units = SystemdBus::system().await?;
     let reports = match &settings.report_url {

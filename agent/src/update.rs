@@ -918,13 +918,9 @@ async fn pre_extract(binary: &Path, app: &AppSettings) -> Result<()> {
         .env_remove("FERRY_CACHE_DIR")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
-    // Mode first, owner second: changing the mode of a directory root no
-    // longer owns would need CAP_FOWNER, which the unit does not grant.
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&app.cache_dir, std::fs::Permissions::from_mode(0o700))?;
-    if let Some(user) = &app.user {
-        let (uid, gid) = lookup_user(user)?;
-        std::os::unix::fs::chown(&app.cache_dir, Some(uid), Some(gid))?;
+    let owner = app.user.as_deref().map(crate::users::lookup).transpose()?;
+    crate::users::secure_dir(&app.cache_dir, 0o700, owner)?;
+    if let Some((uid, gid)) = owner {
         cmd.uid(uid).gid(gid);
     }
     let out = tokio::time::timeout(std::time::Duration::from_secs(300), cmd.output())
@@ -938,18 +934,6 @@ async fn pre_extract(binary: &Path, app: &AppSettings) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn lookup_user(name: &str) -> Result<(u32, u32)> {
-    let passwd = std::fs::read_to_string("/etc/passwd").context("cannot read /etc/passwd")?;
-    passwd
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() > 3 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
-        })
-        .next()
-        .with_context(|| format!("user `{name}` (the app's `user`) does not exist"))
 }
 
 /// Copies an open file into `dest` (created 0600, no symlink followed,

@@ -49,14 +49,51 @@ pub fn load_publics(specs: &[String]) -> Result<Vec<PublicKey>> {
     specs.iter().map(|s| load_public(s)).collect()
 }
 
+static ENV_PASSWORD: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Moves `$FERRY_KEY_PASSWORD` out of the process environment, so no child
+/// (pip, a build add-on's make steps) ever inherits it. `ferry`'s `main`
+/// calls this first, before any thread or child exists.
+pub fn take_password_from_env() {
+    let value = std::env::var(PASSWORD_ENV).ok();
+    std::env::remove_var(PASSWORD_ENV);
+    let _ = ENV_PASSWORD.set(value);
+}
+
+fn env_password() -> Option<String> {
+    match ENV_PASSWORD.get() {
+        Some(taken) => taken.clone(),
+        None => std::env::var(PASSWORD_ENV).ok(),
+    }
+}
+
+/// Refuses a secret file (a key, a password) that others can read or write.
+pub fn check_private(path: &Path, what: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {what} `{}`", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{what} `{}` is accessible to other users (mode {:04o})\nhint: `chmod 600 {}`",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Finds a password: `--password-file`, then `$FERRY_KEY_PASSWORD`, then a
 /// prompt if stdin is a terminal.
 pub fn password(args: &PasswordArgs, prompt: &str, confirm: bool) -> Result<Option<String>> {
     if let Some(file) = &args.password_file {
+        check_private(file, "password file")?;
         let text = read_small_text(file, 4096, "password file")?;
         return Ok(Some(text.lines().next().unwrap_or("").to_owned()));
     }
-    if let Ok(pw) = std::env::var(PASSWORD_ENV) {
+    if let Some(pw) = env_password() {
         return Ok(Some(pw));
     }
     if !std::io::stdin().is_terminal() {
@@ -75,6 +112,7 @@ pub fn password(args: &PasswordArgs, prompt: &str, confirm: bool) -> Result<Opti
 
 /// Loads and unlocks a secret key file.
 pub fn load_secret(path: &Path, args: &PasswordArgs) -> Result<SecretKey> {
+    check_private(path, "secret key")?;
     let text = read_small_text(
         path,
         ferry_format::keys::MAX_KEY_FILE_LEN as u64,

@@ -9,6 +9,7 @@ pub mod process;
 pub mod python;
 pub mod report;
 pub mod repository;
+pub mod terminal;
 
 use std::process::ExitCode;
 

@@ -76,6 +76,12 @@ fn password_protected_ferry_key_works_in_minisign() {
     assert!(!bad.status.success());
     assert!(text(&bad).contains("wrong password"), "{}", text(&bad));
     std::fs::write(p.join("pw"), "correct horse\n").unwrap();
+    // A password file others can read is refused (packager/tests/hygiene.rs).
+    std::fs::set_permissions(
+        p.join("pw"),
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .unwrap();
     ok(ferry(
         p,
         &[

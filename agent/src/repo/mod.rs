@@ -37,6 +37,8 @@ pub const USER_AGENT: &str = concat!("ferryd/", env!("CARGO_PKG_VERSION"));
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default of [`RepoConfig::idle_timeout`].
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default of [`RepoConfig::download_deadline`].
+pub const DEFAULT_DOWNLOAD_DEADLINE: Duration = Duration::from_secs(3600);
 /// Default of [`RepoConfig::max_artifact_size`]: 1 GiB.
 pub const DEFAULT_MAX_ARTIFACT_SIZE: u64 = 1 << 30;
 /// Slowest transfer accepted, in bytes per second, averaged over each
@@ -65,6 +67,9 @@ pub struct RepoConfig {
     pub idle_timeout: Duration,
     /// Largest artifact downloaded, whatever the (signed) manifest declares.
     pub max_artifact_size: u64,
+    /// Longest one download may take in all, however steadily bytes arrive:
+    /// the rest is resumed at the next poll.
+    pub download_deadline: Duration,
 }
 
 impl RepoConfig {
@@ -76,6 +81,7 @@ impl RepoConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_artifact_size: DEFAULT_MAX_ARTIFACT_SIZE,
+            download_deadline: DEFAULT_DOWNLOAD_DEADLINE,
         }
     }
 }
@@ -201,6 +207,15 @@ pub enum RepoError {
         /// The window, in seconds.
         seconds: f64,
     },
+    /// The download took longer than [`RepoConfig::download_deadline`]; the
+    /// prefix received is kept for the next try to resume.
+    #[error("{url}: not complete after the deadline of {seconds:.0} s; the rest is resumed later")]
+    Deadline {
+        /// What was requested.
+        url: String,
+        /// The deadline, in seconds.
+        seconds: f64,
+    },
     /// Not enough free disk space for the download.
     #[error("{dir}: {available} bytes free, {needed} needed")]
     NoSpace {
@@ -230,6 +245,7 @@ impl RepoError {
             | RepoError::RangeMismatch { .. }
             | RepoError::Stalled { .. }
             | RepoError::TooSlow { .. }
+            | RepoError::Deadline { .. }
             | RepoError::NoSpace { .. }
             | RepoError::Io(_) => true,
             RepoError::Http { status, .. } => *status >= 500 || *status == 408 || *status == 429,
@@ -263,6 +279,7 @@ pub struct RepoClient {
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_artifact_size: u64,
+    download_deadline: Duration,
 }
 
 impl RepoClient {
@@ -314,6 +331,7 @@ impl RepoClient {
             connect_timeout: cfg.connect_timeout,
             idle_timeout: cfg.idle_timeout,
             max_artifact_size: cfg.max_artifact_size,
+            download_deadline: cfg.download_deadline,
         })
     }
 
@@ -368,9 +386,18 @@ impl RepoClient {
                 limit: self.max_artifact_size,
             });
         }
-        let result = self
-            .download_inner(&url, declared_size, &expected, partial)
-            .await;
+        let result = match tokio::time::timeout(
+            self.download_deadline,
+            self.download_inner(&url, declared_size, &expected, partial),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(RepoError::Deadline {
+                url: url.clone(),
+                seconds: self.download_deadline.as_secs_f64(),
+            }),
+        };
         if let Err(e) = &result {
             if e.discards_partial() {
                 match std::fs::remove_file(partial) {

@@ -20,6 +20,7 @@ fn config(url: &str) -> RepoConfig {
         connect_timeout: Duration::from_secs(2),
         idle_timeout: Duration::from_secs(2),
         max_artifact_size: 64 * 1024 * 1024,
+        download_deadline: Duration::from_secs(60),
     }
 }
 
@@ -495,6 +496,34 @@ async fn download_500_is_transient() {
         "{err:?}"
     );
     assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn a_download_past_its_deadline_is_cut_and_resumable() {
+    // Bytes keep coming, often enough for the idle timeout and the rate
+    // floor's long window: only the overall deadline ends it.
+    let server = FaultServer::start().await;
+    let body = artifact(1_000_000);
+    let path = blob(
+        &server,
+        &body,
+        Behaviour::Trickle(Duration::from_millis(20)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let partial = partial_in(&dir);
+    let client = client_with(&server, |c| {
+        c.idle_timeout = Duration::from_secs(30);
+        c.download_deadline = Duration::from_millis(500);
+    });
+    let err = client
+        .download(&path, body.len() as u64, &sha(&body), &partial)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::Deadline { .. }), "{err:?}");
+    assert!(err.is_transient());
+    assert!(err.to_string().contains("deadline"), "{err}");
+    let kept = std::fs::read(&partial).unwrap();
+    assert!(body.starts_with(&kept));
 }
 
 #[tokio::test]

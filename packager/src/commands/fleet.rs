@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::collect::{parse_report, Outcome, Report};
 use crate::cli::{FleetArgs, FleetCommand, FleetStatusArgs};
+use crate::terminal::printable;
 
 /// Shown for a device whose version no report tells.
 const UNKNOWN: &str = "unknown";
@@ -108,13 +109,18 @@ fn status(args: FleetStatusArgs) -> Result<ExitCode> {
         println!("no reports");
     }
     for (app, s) in &summary {
-        println!("{app}: {} devices, {} on hold", s.devices, s.hold);
+        println!(
+            "{}: {} devices, {} on hold",
+            printable(app),
+            s.devices,
+            s.hold
+        );
         let versions: BTreeSet<&String> = s.versions.keys().chain(s.rolled_back.keys()).collect();
         println!("  {:<24} {:>8} {:>12}", "VERSION", "DEVICES", "ROLLED BACK");
         for v in versions {
             println!(
                 "  {:<24} {:>8} {:>12}",
-                v,
+                printable(v),
                 s.versions.get(v).copied().unwrap_or(0),
                 s.rolled_back.get(v).copied().unwrap_or(0)
             );

@@ -46,6 +46,14 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
     }
     Ok(match state {
         SigState::Invalid(_) => ExitCode::FAILURE,
+        // Asked to check a signature, and there is none: not a success.
+        SigState::Unsigned if !keys.is_empty() => {
+            eprintln!(
+                "error: `{}` is not signed, so no --pubkey can vouch for it",
+                args.file.display()
+            );
+            ExitCode::FAILURE
+        }
         _ => ExitCode::SUCCESS,
     })
 }

@@ -1,0 +1,117 @@
+//! The command line's hygiene: secrets stay secret, a signature that is not
+//! there is not "fine", a closed pipe is no crash, and what devices report
+//! cannot drive the operator's terminal or pin a device's state.
+
+mod common;
+
+use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::{Command, Stdio};
+
+use common::{fails, ferry, ferry_bin, make_named_container, ok, work};
+
+#[test]
+fn inspect_with_a_pubkey_fails_on_an_unsigned_binary() {
+    let d = work();
+    let p = d.path();
+    ok(ferry(p, &["keygen", "--no-password"], &[]));
+    make_named_container(&p.join("bin"), "demo", "1.0.0");
+    let msg = fails(ferry(p, &["inspect", "bin", "--pubkey", "ferry.pub"], &[]));
+    assert!(msg.contains("is not signed"), "{msg}");
+    // Without --pubkey it only describes the file.
+    ok(ferry(p, &["inspect", "bin"], &[]));
+}
+
+#[test]
+fn secret_key_and_password_files_others_can_read_are_refused() {
+    let d = work();
+    let p = d.path();
+    ok(ferry(p, &["keygen", "--no-password"], &[]));
+    make_named_container(&p.join("bin"), "demo", "1.0.0");
+    std::fs::set_permissions(p.join("ferry.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let msg = fails(ferry(p, &["sign", "bin", "--key", "ferry.key"], &[]));
+    assert!(
+        msg.contains("accessible to other users") && msg.contains("chmod 600 ferry.key"),
+        "{msg}"
+    );
+    std::fs::set_permissions(p.join("ferry.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    ok(ferry(p, &["sign", "bin", "--key", "ferry.key"], &[]));
+
+    std::fs::write(p.join("pw"), "secret\n").unwrap();
+    std::fs::set_permissions(p.join("pw"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    let msg = fails(ferry(
+        p,
+        &[
+            "keygen",
+            "-s",
+            "k2.key",
+            "-p",
+            "k2.pub",
+            "--password-file",
+            "pw",
+        ],
+        &[],
+    ));
+    assert!(
+        msg.contains("password file") && msg.contains("chmod 600"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_closed_stdout_ends_the_command_without_a_panic() {
+    let d = work();
+    let p = d.path();
+    make_named_container(&p.join("bin"), "demo", "1.0.0");
+    for _ in 0..20 {
+        let mut child = Command::new(ferry_bin())
+            .current_dir(p)
+            .args(["inspect", "bin"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(!err.contains("panicked"), "{err}");
+        // Killed by SIGPIPE, or done before it noticed: never an abort.
+        use std::os::unix::process::ExitStatusExt as _;
+        assert!(
+            status.success() || status.signal() == Some(libc::SIGPIPE),
+            "{status:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn fleet_status_escapes_terminal_controls_and_skips_reports_from_the_future() {
+    let d = work();
+    let p = d.path();
+    let line = |id: &str, app: &str, to: &str, at: u64| {
+        format!(
+            r#"{{"id":"{id}","device_id":"dev1","app":"{app}","channel":"stable","from":"1.0","to":"{to}","result":"committed","error":null,"serial":3,"at":{at},"agent_version":"0.1.0"}}"#
+        )
+    };
+    let text = [
+        line("a", "demo", "2.0\\u001b]0;owned\\u0007", 100),
+        line("b", "demo\\u001b[2J", "1.0", 100),
+        // Dated 2^64-1: would stay the device's latest report for ever.
+        line("c", "pinned", "9.9", u64::MAX),
+    ]
+    .join("\n");
+    std::fs::write(p.join("r.jsonl"), text).unwrap();
+    let o = ok(ferry(p, &["fleet", "status", "--reports", "r.jsonl"], &[]));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out:?}");
+    assert!(out.contains("\\u{1b}"), "{out}");
+    assert!(!out.contains("pinned"), "{out}");
+    assert!(err.contains("more than a day after now"), "{err}");
+}
