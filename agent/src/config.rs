@@ -95,10 +95,11 @@ pub struct AppSettings {
     pub keep: usize,
     /// How long a restart job may take.
     pub restart_timeout: Duration,
-    /// Cache the launcher extracts into before the swap (the unit's
-    /// `CacheDirectory=`): `CACHE_DIRECTORY` for the pre-extraction.
+    /// The cache root the agent pre-extracts into before the swap, root-owned
+    /// and 0755: the app's unit sets `FERRY_CACHE_DIR` to it, and may read
+    /// but not change the trees (default `<state-dir>/<app>/cache`).
     pub cache_dir: PathBuf,
-    /// User the app runs as, for the pre-extraction (default: the agent's).
+    /// User the app runs as: the health command runs as it (default: the agent's).
     pub user: Option<String>,
 }
 
@@ -203,6 +204,10 @@ impl Settings {
         if raw.app.is_empty() {
             bail!("no [[app]] table: the agent has nothing to manage");
         }
+        let state_dir = raw
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/var/lib/ferry"));
         let mut apps = Vec::new();
         for (i, a) in raw.app.iter().enumerate() {
             let ctx = || format!("[[app]] #{} (`{}`)", i + 1, a.name);
@@ -269,7 +274,7 @@ impl Settings {
                 cache_dir: a
                     .cache_dir
                     .clone()
-                    .unwrap_or_else(|| PathBuf::from("/var/cache").join(&a.name)),
+                    .unwrap_or_else(|| state_dir.join(&a.name).join("cache")),
                 user: a.user.clone(),
             });
         }
@@ -288,9 +293,7 @@ impl Settings {
                 Duration::from_secs(300),
             )?,
             poll_jitter: opt_duration("poll-jitter", &raw.poll_jitter, Duration::from_secs(30))?,
-            state_dir: raw
-                .state_dir
-                .unwrap_or_else(|| PathBuf::from("/var/lib/ferry")),
+            state_dir,
             ca_file: raw.ca_file,
             report_url: raw.report_url,
             device_id,
@@ -367,7 +370,7 @@ health-retries = 4
         );
         assert_eq!(a.health.probation, Duration::from_secs(3));
         assert_eq!(a.health.retries, 4);
-        assert_eq!(a.cache_dir, Path::new("/var/cache/simple_api"));
+        assert_eq!(a.cache_dir, Path::new("/tmp/ferry-state/simple_api/cache"));
     }
 
     #[test]

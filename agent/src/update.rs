@@ -906,23 +906,24 @@ impl<U: UnitManager> Agent<U> {
     }
 }
 
-/// Runs the new binary's extraction (the launcher unpacks and exits), as the
-/// app's user into its cache, so a restart costs no unpacking and a release
-/// that cannot unpack here never becomes current.
+/// Runs the new binary's extraction (the launcher unpacks and exits) into
+/// the app's cache root, as root, so a restart costs no unpacking and a
+/// release that cannot unpack here never becomes current. The root is
+/// root-owned and 0755, so the launcher makes the tree readable, never
+/// writable, by the app's user: a compromised app cannot change the code its
+/// next start runs, nor plant a tree for the next release's build id.
 async fn pre_extract(binary: &Path, app: &AppSettings) -> Result<()> {
     std::fs::create_dir_all(&app.cache_dir)
         .with_context(|| format!("cannot create `{}`", app.cache_dir.display()))?;
+    // SAFETY: plain syscalls without preconditions.
+    let me = unsafe { (libc::geteuid(), libc::getegid()) };
+    crate::users::secure_dir(&app.cache_dir, 0o755, Some(me))?;
     let mut cmd = tokio::process::Command::new(binary);
     cmd.env("FERRY_EXTRACT_ONLY", "1")
-        .env("CACHE_DIRECTORY", &app.cache_dir)
-        .env_remove("FERRY_CACHE_DIR")
+        .env("FERRY_CACHE_DIR", &app.cache_dir)
+        .env_remove("CACHE_DIRECTORY")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
-    let owner = app.user.as_deref().map(crate::users::lookup).transpose()?;
-    crate::users::secure_dir(&app.cache_dir, 0o700, owner)?;
-    if let Some((uid, gid)) = owner {
-        cmd.uid(uid).gid(gid);
-    }
     let out = tokio::time::timeout(std::time::Duration::from_secs(300), cmd.output())
         .await
         .context("extraction took longer than 5 minutes")??;

@@ -116,10 +116,13 @@ pub fn sibling(name_dir: &Path, build_id: &str, tag: &str) -> PathBuf {
 }
 
 /// Finds or makes the extraction of `build_id` under `name_dir`; `payload`
-/// opens the compressed payload when unpacking is needed.
+/// opens the compressed payload when unpacking is needed. A `shared` tree
+/// (under a root others may read) is made readable, never writable, by
+/// others: ferryd extracts as root for an app that runs as its own user.
 pub fn ensure<R: Read>(
     name_dir: &Path,
     build_id: &str,
+    shared: bool,
     mut payload: impl FnMut() -> io::Result<R>,
 ) -> Result<Extraction, CacheError> {
     let dir = name_dir.join(build_id);
@@ -141,8 +144,8 @@ pub fn ensure<R: Read>(
             trace!("`{}` was pruned while we looked", dir.display());
             continue;
         }
-        if let Some(run_lock) =
-            extract_once(name_dir, build_id, &dir, &mut payload).map_err(|e| e.explained(&dir))?
+        if let Some(run_lock) = extract_once(name_dir, build_id, &dir, shared, &mut payload)
+            .map_err(|e| e.explained(&dir))?
         {
             return Ok(Extraction {
                 dir,
@@ -159,9 +162,11 @@ fn extract_once<R: Read>(
     name_dir: &Path,
     build_id: &str,
     dir: &Path,
+    shared: bool,
     payload: &mut impl FnMut() -> io::Result<R>,
 ) -> Result<Option<File>, CacheError> {
-    match DirBuilder::new().mode(0o700).create(name_dir) {
+    let dir_mode = if shared { 0o755 } else { 0o700 };
+    match DirBuilder::new().mode(dir_mode).create(name_dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(io_err("create", name_dir)(e)),
@@ -185,10 +190,10 @@ fn extract_once<R: Read>(
         &format!("partial-{}", std::process::id()),
     );
     DirBuilder::new()
-        .mode(0o700)
+        .mode(dir_mode)
         .create(&partial)
         .map_err(io_err("create", &partial))?;
-    let result = fill(&partial, dir, payload).and_then(|run_lock| {
+    let result = fill(&partial, dir, shared, payload).and_then(|run_lock| {
         // The tree's files reach the disk before its name does: after a
         // power cut the cache holds a complete tree or none, never a tree
         // of empty files. One syncfs instead of a fsync per file.
@@ -222,10 +227,12 @@ fn sync_filesystem(dir: &Path) -> io::Result<()> {
 fn fill<R: Read>(
     partial: &Path,
     dir: &Path,
+    shared: bool,
     payload: &mut impl FnMut() -> io::Result<R>,
 ) -> Result<File, CacheError> {
     let lock_path = partial.join(RUN_LOCK_NAME);
-    let run_lock = lock::create_run_lock(&lock_path).map_err(io_err("create", &lock_path))?;
+    let run_lock =
+        lock::create_run_lock(&lock_path, shared).map_err(io_err("create", &lock_path))?;
     let started = Instant::now();
     let failed = |err| CacheError::Extract {
         dir: dir.to_owned(),
@@ -285,7 +292,7 @@ mod tests {
         let name_dir = tmp.path().join("app");
         let bytes = payload(&[("ferry/entry.py", b"x")]);
         let mut opened = 0;
-        let first = ensure(&name_dir, ID, || {
+        let first = ensure(&name_dir, ID, false, || {
             opened += 1;
             Ok(&bytes[..])
         })
@@ -293,7 +300,7 @@ mod tests {
         assert!(first.cold);
         assert!(first.dir.join("ferry/entry.py").is_file());
         assert!(first.dir.join(RUN_LOCK_NAME).is_file());
-        let second = ensure(&name_dir, ID, || -> io::Result<&[u8]> {
+        let second = ensure(&name_dir, ID, false, || -> io::Result<&[u8]> {
             panic!("warm path must not read the payload")
         })
         .unwrap();
@@ -307,6 +314,33 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_tree_is_readable_by_others_and_locked_read_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let name_dir = tmp.path().join("app");
+        let bytes = payload(&[("ferry/entry.py", b"x")]);
+        let first = ensure(&name_dir, ID, true, || Ok(&bytes[..])).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&name_dir), 0o755);
+        assert_eq!(mode(&first.dir), 0o755);
+        assert_eq!(mode(&first.dir.join(RUN_LOCK_NAME)), 0o644);
+        assert_eq!(mode(&first.dir.join("ferry/entry.py")), 0o644);
+        drop(first);
+        // A run that may only read the tree still takes its run lock.
+        let lock = first_lock(&name_dir);
+        fs::set_permissions(&lock, fs::Permissions::from_mode(0o444)).unwrap();
+        let warm = ensure(&name_dir, ID, true, || -> io::Result<&[u8]> {
+            panic!("warm path must not read the payload")
+        })
+        .unwrap();
+        assert!(!warm.cold);
+    }
+
+    fn first_lock(name_dir: &Path) -> PathBuf {
+        name_dir.join(ID).join(RUN_LOCK_NAME)
+    }
+
+    #[test]
     fn leftover_partial_is_replaced() {
         let tmp = tempfile::tempdir().unwrap();
         let name_dir = tmp.path().join("app");
@@ -314,7 +348,7 @@ mod tests {
         fs::create_dir_all(stale.join("ferry")).unwrap();
         fs::write(stale.join("ferry/entry.py"), b"half").unwrap();
         let bytes = payload(&[("ferry/entry.py", b"whole")]);
-        let ex = ensure(&name_dir, ID, || Ok(&bytes[..])).unwrap();
+        let ex = ensure(&name_dir, ID, false, || Ok(&bytes[..])).unwrap();
         assert_eq!(fs::read(ex.dir.join("ferry/entry.py")).unwrap(), b"whole");
         assert!(!stale.exists());
     }
@@ -323,7 +357,7 @@ mod tests {
     fn failed_unpack_leaves_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let name_dir = tmp.path().join("app");
-        let err = ensure(&name_dir, ID, || Ok(&b"garbage"[..])).unwrap_err();
+        let err = ensure(&name_dir, ID, false, || Ok(&b"garbage"[..])).unwrap_err();
         assert!(matches!(err, CacheError::Extract { .. }), "{err}");
         assert_eq!(fs::read_dir(&name_dir).unwrap().count(), 0);
     }

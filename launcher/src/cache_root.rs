@@ -159,8 +159,9 @@ pub fn euid() -> u32 {
 }
 
 /// Creates `path` (0700, with missing parents) if it does not exist, then
-/// checks it is safe to unpack code into. Costs two syscalls when it exists.
-pub fn prepare(path: &Path, origin: Origin) -> Result<(), CacheRootError> {
+/// checks it is safe to unpack code into; `true` when its trees are shared
+/// with other users ([`is_shared`]). Costs two syscalls when it exists.
+pub fn prepare(path: &Path, origin: Origin) -> Result<bool, CacheRootError> {
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -194,11 +195,14 @@ pub fn prepare(path: &Path, origin: Origin) -> Result<(), CacheRootError> {
         origin,
         err,
     })?;
-    check_mount_flags(path, origin, flags)
+    check_mount_flags(path, origin, flags)?;
+    Ok(is_shared(&meta))
 }
 
 /// Refuses a root that is a symlink, not a directory, owned by someone other
-/// than `euid`, or writable by group or others.
+/// than `euid` or root, or writable by group or others. A root-owned root is
+/// how ferryd shares trees it extracted with an app that may read but not
+/// change them (`docs/agent.md`).
 pub fn check_metadata(
     path: &Path,
     origin: Origin,
@@ -212,7 +216,7 @@ pub fn check_metadata(
     if !meta.is_dir() {
         return Err(CacheRootError::NotDirectory { path, origin });
     }
-    if meta.uid() != euid {
+    if meta.uid() != euid && meta.uid() != 0 {
         return Err(CacheRootError::Owner {
             path,
             origin,
@@ -225,6 +229,12 @@ pub fn check_metadata(
         return Err(CacheRootError::Writable { path, origin, mode });
     }
     Ok(())
+}
+
+/// Whether trees under this root are for other users to read too: the root
+/// itself is readable and searchable by group and others (ferryd's 0755).
+pub fn is_shared(meta: &fs::Metadata) -> bool {
+    meta.mode() & 0o055 == 0o055
 }
 
 /// `statvfs(3)` mount flags (`ST_NOEXEC`, …) of the filesystem holding `path`.
@@ -380,8 +390,24 @@ mod tests {
         }
         // Whoever runs the test: the check itself, with another uid.
         let meta = fs::symlink_metadata(&dir).unwrap();
+        if meta.uid() == 0 {
+            // Root's directories are everyone's to trust: checked below.
+            assert!(check_metadata(&dir, Origin::Home, &meta, 1000).is_ok());
+            return;
+        }
         let err = check_metadata(&dir, Origin::Home, &meta, meta.uid() + 1).unwrap_err();
         assert!(err.to_string().contains("set FERRY_CACHE_DIR"), "{err}");
+    }
+
+    #[test]
+    fn a_root_owned_root_is_trusted_and_shared_when_others_may_read_it() {
+        let meta = fs::symlink_metadata("/").unwrap();
+        assert_eq!(meta.uid(), 0);
+        check_metadata(Path::new("/"), Origin::FerryCacheDir, &meta, 1000).unwrap();
+        assert!(is_shared(&meta));
+        let tmp = tempfile::tempdir().unwrap();
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(!is_shared(&fs::symlink_metadata(tmp.path()).unwrap()));
     }
 
     #[test]

@@ -102,13 +102,13 @@ pub fn run() -> Result<(), LaunchError> {
     }
 
     let (root, origin) = cache_root::choose(|k| env::var_os(k))?;
-    cache_root::prepare(&root, origin)?;
+    let shared = cache_root::prepare(&root, origin)?;
     trace!("cache root `{}` ({origin})", root.display());
 
     let name_dir = root.join(&meta.name);
     let range = container.payload_range();
     let source = &file;
-    let extraction = cache::ensure(&name_dir, &meta.build_id, || {
+    let extraction = cache::ensure(&name_dir, &meta.build_id, shared, || {
         let mut f = source;
         f.seek(SeekFrom::Start(range.start))?;
         Ok(f.take(range.end - range.start))

@@ -87,9 +87,18 @@ impl Drop for ExtractLock {
 
 /// Takes the shared run lock on `path`, creating the file if a tree lacks it.
 /// Waits while a pruner holds it exclusively; returns `None` if, once held,
-/// the file is no longer at `path` (the tree was pruned meanwhile).
+/// the file is no longer at `path` (the tree was pruned meanwhile). The file
+/// is opened read-only when it exists: a shared lock needs no more, and an
+/// app may only read the trees ferryd shares with it.
 pub fn lock_run(path: &Path) -> io::Result<Option<File>> {
-    let file = match open_or_create(path) {
+    let existing = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path);
+    let file = match existing.or_else(|e| match e.kind() {
+        io::ErrorKind::NotFound => open_or_create(path),
+        _ => Err(e),
+    }) {
         Ok(file) => file,
         // The tree went away between our look and the open.
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -99,13 +108,14 @@ pub fn lock_run(path: &Path) -> io::Result<Option<File>> {
     Ok(is_at(&file, path)?.then_some(file))
 }
 
-/// Creates the run-lock file of a new tree and takes its shared lock.
-pub fn create_run_lock(path: &Path) -> io::Result<File> {
+/// Creates the run-lock file of a new tree and takes its shared lock; a
+/// `shared` tree's is readable by others, so their runs can lock it too.
+pub fn create_run_lock(path: &Path, shared: bool) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
-        .mode(0o600)
+        .mode(if shared { 0o644 } else { 0o600 })
         .open(path)?;
     file.lock_shared()?;
     Ok(file)
@@ -176,7 +186,7 @@ mod tests {
     fn run_lock_blocks_pruning_and_survives_exec_flag() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join(".ferry-lock");
-        let run = create_run_lock(&path).unwrap();
+        let run = create_run_lock(&path, false).unwrap();
         assert!(try_lock_unused(&path).unwrap().is_none(), "in use");
         let second = lock_run(&path).unwrap().expect("shared locks coexist");
         drop(second);

@@ -43,11 +43,71 @@ fn v1_then_stop(repo: &Repo, board: &Board) {
         .unwrap();
 }
 
+/// Runs the app as `nobody` (a drop-in on its unit; `user` in its config).
+fn app_as_nobody(board: &Board) {
+    let dir = board.sandbox.unit_dir().join("simple_api.service.d");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("user.conf"), "[Service]\nUser=nobody\n").unwrap();
+    let out = board.sandbox.systemctl(&["daemon-reload"]).unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// The extracted trees are root's: the app's user can neither change the
+/// code it runs nor plant a tree for another build id.
+fn assert_trees_read_only_for_the_app(board: &Board) {
+    let name_dir = "/var/lib/ferry/simple_api/cache/simple_api";
+    let host = board.state.join("simple_api/cache/simple_api");
+    let trees: Vec<String> = std::fs::read_dir(&host)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert!(!trees.is_empty(), "no tree under {}", host.display());
+    use std::os::unix::fs::MetadataExt as _;
+    for t in &trees {
+        let meta = std::fs::metadata(host.join(t)).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o755), "{t}");
+    }
+    let as_nobody = |script: &str| {
+        board
+            .sandbox
+            .exec(&[
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+                script,
+            ])
+            .unwrap()
+    };
+    let tree = format!("{name_dir}/{}", trees[0]);
+    for script in [
+        format!("mkdir {name_dir}/planted"),
+        format!("echo 'import os' >> {tree}/ferry/entry.py"),
+        format!("mv {tree} {name_dir}/moved"),
+        format!("touch {tree}/new-file"),
+    ] {
+        let out = as_nobody(&script);
+        assert!(
+            !out.status.success(),
+            "the app's user could: {script}\n{}",
+            text(&out)
+        );
+    }
+    // It can read and lock what it runs.
+    let out = as_nobody(&format!("cat {tree}/.ferry-lock && ls {tree}/ferry"));
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 #[test]
 fn every_attack_class_is_refused_and_the_running_version_stays() {
     let repo = Repo::new();
-    let (board, port) = board(&repo, "trust", "");
+    let (board, port) = board(&repo, "trust", "user = \"nobody\"");
+    app_as_nobody(&board);
     v1_then_stop(&repo, &board);
+    assert_trees_read_only_for_the_app(&board);
     let seen_timestamp = std::fs::read(repo.path().join("metadata/timestamp.json")).unwrap();
     let before_link = std::fs::read_link(board.app_dir().join("current")).unwrap();
 
@@ -221,11 +281,13 @@ fn every_attack_class_is_refused_and_the_running_version_stays() {
             "{name}: one refused entry each"
         );
     }
-    // The good release, published anew above everything the device saw, is taken.
+    // The good release, published anew above everything the device saw, is
+    // taken: a second update of an app that runs as its own user.
     f.channel(&good_json);
     let out = board.ferryd(&["check"]).unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(version_served(port).as_deref(), Some("2.0.0"));
+    assert_trees_read_only_for_the_app(&board);
 }
 
 /// `ferry ARGS… --repo repo --root root.json --timestamp-key TS` in the keys' directory.
