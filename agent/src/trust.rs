@@ -154,9 +154,9 @@ pub async fn refresh(
     let mut r = Refresh::new(set, None, now);
     let result = drive(client, &mut r).await;
     let set = match result {
-        Ok(()) => r.finish().map_err(|source| Refusal::Metadata {
+        Ok(()) => r.finish().map_err(|rule| Refusal::Metadata {
             path: "metadata".into(),
-            source,
+            rule,
         }),
         Err(e) => {
             dir.save(r.trusted(), app)?;
@@ -171,7 +171,7 @@ pub async fn refresh(
     if set.role_meta(app).is_none() {
         return Err(Refusal::Metadata {
             path: "metadata/snapshot".into(),
-            source: TufError::Missing {
+            rule: TufError::Missing {
                 what: format!("app `{app}` in the repository (nothing published for it yet?)"),
             },
         }
@@ -180,9 +180,9 @@ pub async fn refresh(
     let mut r = Refresh::new(set, Some(app), now);
     let result = drive(client, &mut r).await;
     let set = match result {
-        Ok(()) => r.finish().map_err(|source| Refusal::Metadata {
+        Ok(()) => r.finish().map_err(|rule| Refusal::Metadata {
             path: format!("metadata/{app}"),
-            source,
+            rule,
         })?,
         Err(e) => {
             dir.save(r.trusted(), app)?;
@@ -205,11 +205,10 @@ async fn drive(client: &RepoClient, r: &mut Refresh) -> Result<()> {
                 return Err(Refusal::Repository(e.to_string()).into());
             }
         };
-        r.feed(bytes.as_deref())
-            .map_err(|source| Refusal::Metadata {
-                path: fetch.path.clone(),
-                source,
-            })?;
+        r.feed(bytes.as_deref()).map_err(|rule| Refusal::Metadata {
+            path: fetch.path.clone(),
+            rule,
+        })?;
     }
     Ok(())
 }

@@ -22,13 +22,12 @@ use crate::state::AppState;
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
     /// A metadata document broke a TUF rule.
-    #[error("repository metadata `{path}` refused: {source}")]
+    #[error("repository metadata `{path}` refused: {rule}")]
     Metadata {
         /// The file.
         path: String,
-        /// The rule it broke.
-        #[source]
-        source: TufError,
+        /// The rule it broke (shown in the message, so not chained again).
+        rule: TufError,
     },
     /// The repository served something no retry fixes (over a size cap, a
     /// refused redirect, a 404 for a file the metadata names…).

@@ -128,7 +128,7 @@ pub enum RepoError {
         source: reqwest::Error,
     },
     /// The server redirected to another origin (or too many times).
-    #[error("{url}: refused redirect (status {status}) to {location:?}")]
+    #[error("{url}: refused redirect (status {status}) to {}", location.as_deref().unwrap_or("(no Location)"))]
     Redirect {
         /// What was requested.
         url: String,
