@@ -202,6 +202,31 @@ impl LocalRepo {
             .with_context(|| format!("cannot write `{}`", path.display()))
     }
 
+    /// Whether the repository holds a file for `target` with another hash
+    /// (published once, perhaps no longer listed): versions are immutable.
+    pub fn has_other_target_file(&self, target: &str, sha256: &str) -> Result<bool> {
+        let probe = self.dir.join(target_file_path(target, sha256));
+        let (Some(dir), Some(name)) = (probe.parent(), target.rsplit('/').next()) else {
+            return Ok(false);
+        };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e).with_context(|| format!("cannot list `{}`", dir.display())),
+        };
+        let suffix = format!(".{name}");
+        for entry in entries {
+            let file = entry?.file_name();
+            let file = file.to_string_lossy();
+            if let Some(hash) = file.strip_suffix(&suffix) {
+                if hash != sha256 && ferry_format::tuf::metadata::is_hex64(hash) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// Copies a target file into place unless the same bytes are there.
     pub fn copy_target(&self, target: &str, sha256: &str, from: &Path) -> Result<()> {
         let path = self.dir.join(target_file_path(target, sha256));

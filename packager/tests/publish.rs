@@ -113,6 +113,22 @@ fn publishes_targets_then_metadata_with_rising_serials() {
     let msg = fails(publish(p, "v1b", &[]));
     assert!(msg.contains("already published with other bytes"), "{msg}");
 
+    // The app's role lists only what a channel names: stable (1.0.0) and
+    // beta (2.0.0), and their manifests.
+    let repo = ferry::repository::LocalRepo::new(&p.join("repo"));
+    let set = repo.load(&p.join("root.json"), Some("demo")).unwrap();
+    let listed: Vec<&String> = set.delegated("demo").unwrap().doc.targets.keys().collect();
+    assert_eq!(
+        listed,
+        [
+            "demo/1.0.0/x86_64-linux-gnu/demo",
+            "demo/2.0.0/x86_64-linux-gnu/demo",
+            "demo/beta.json",
+            "demo/stable.json"
+        ],
+        "{listed:?}"
+    );
+
     let all = files(&p.join("repo"));
     assert!(
         all.iter().all(|f| !f.contains("/.")),

@@ -113,12 +113,14 @@ pub fn write_release(
     role.expires = ferry_format::tuf::time::format_utc(role_expires);
     for (target, file) in new_files {
         let (sha256, size) = hash_file(file)?;
-        if let Some(old) = role.targets.get(target) {
-            if old.sha256() != Some(sha256.as_str()) {
-                bail!(
-                    "`{target}` is already published with other bytes; versions are immutable, so publish this build under a new version"
-                );
-            }
+        let listed_other = role
+            .targets
+            .get(target)
+            .is_some_and(|old| old.sha256() != Some(sha256.as_str()));
+        if listed_other || repo.has_other_target_file(target, &sha256)? {
+            bail!(
+                "`{target}` is already published with other bytes; versions are immutable, so publish this build under a new version"
+            );
         }
         repo.copy_target(target, &sha256, file)?;
         role.targets.insert(
@@ -145,10 +147,39 @@ pub fn write_release(
             custom: None,
         },
     );
+    prune_unreferenced(repo, &mut role, app)?;
     let mut draft = Draft::on(Some(set));
     draft.put_role(app, &role, &[release]);
     let (snap, ts) = super::repo::online_expiries()?;
     repo.write(&draft.finish(&[online], snap, ts)?)
+}
+
+/// Drops from the app's role the artifacts no channel's manifest names any
+/// more, so the role (which every device fetches when it changes) stays the
+/// size of what is published, not of everything ever published. The files
+/// stay in `targets/`; publishing such a version again names them again.
+fn prune_unreferenced(
+    repo: &LocalRepo,
+    role: &mut ferry_format::tuf::Targets,
+    app: &str,
+) -> Result<()> {
+    let prefix = format!("{app}/");
+    let channels: Vec<String> = role
+        .targets
+        .keys()
+        .filter_map(|t| t.strip_prefix(&prefix)?.strip_suffix(".json"))
+        .filter(|c| !c.contains('/'))
+        .map(str::to_owned)
+        .collect();
+    let mut keep = std::collections::BTreeSet::new();
+    for channel in &channels {
+        keep.insert(channel_target(app, channel));
+        if let Some(m) = repo.channel(role, app, channel)? {
+            keep.extend(m.artifacts.values().map(|a| a.target.clone()));
+        }
+    }
+    role.targets.retain(|t, _| keep.contains(t));
+    Ok(())
 }
 
 /// Reads each file of the release and checks they are one app and version.
