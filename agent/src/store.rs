@@ -69,18 +69,14 @@ impl Store {
     /// Takes the app's lock: one agent (service or CLI) works on an app at a time.
     pub fn lock(&self) -> Result<File> {
         let path = self.root.join(".lock");
-        let f =
-            File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
-        match f.try_lock() {
-            Ok(()) => Ok(f),
-            Err(fs::TryLockError::WouldBlock) => bail!(
-                "another ferryd is working on `{}` right now\nhint: try again in a moment",
-                self.app
-            ),
-            Err(fs::TryLockError::Error(e)) => {
-                Err(e).with_context(|| format!("cannot lock `{}`", path.display()))
-            }
-        }
+        ferry_fsutil::try_lock(&path)
+            .with_context(|| format!("cannot lock `{}`", path.display()))?
+            .with_context(|| {
+                format!(
+                    "another ferryd is working on `{}` right now\nhint: try again in a moment",
+                    self.app
+                )
+            })
     }
 
     /// Copies a verified file into `versions/<dir>/<app>` (0755, fsynced,

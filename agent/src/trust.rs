@@ -9,7 +9,7 @@
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use ferry_format::tuf::{Refresh, TrustedSet, TufError};
 
 use crate::repo::RepoClient;
@@ -44,17 +44,9 @@ impl TrustDir {
     /// at a time, so a slower one never writes older floors over a newer's.
     pub fn lock(&self) -> Result<File> {
         let path = self.dir.join(".lock");
-        let f =
-            File::create(&path).with_context(|| format!("cannot create `{}`", path.display()))?;
-        match f.try_lock() {
-            Ok(()) => Ok(f),
-            Err(fs::TryLockError::WouldBlock) => {
-                bail!("another ferryd is refreshing the repository metadata; try again in a moment")
-            }
-            Err(fs::TryLockError::Error(e)) => {
-                Err(e).with_context(|| format!("cannot lock `{}`", path.display()))
-            }
-        }
+        ferry_fsutil::try_lock(&path)
+            .with_context(|| format!("cannot lock `{}`", path.display()))?
+            .context("another ferryd is refreshing the repository metadata; try again in a moment")
     }
 
     fn path(&self, role: &str) -> PathBuf {

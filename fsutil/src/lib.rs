@@ -130,6 +130,18 @@ pub fn write_atomic(dest: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     f.commit()
 }
 
+/// Takes an exclusive lock on the lock file `path` (created if missing)
+/// without waiting: `Ok(None)` while another process holds it. The lock
+/// lasts as long as the returned file.
+pub fn try_lock(path: &Path) -> io::Result<Option<File>> {
+    let f = File::create(path)?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 /// Points the symlink `link` at `target` atomically (a new link under a
 /// temporary name, renamed over the old one), then flushes the directory.
 pub fn replace_symlink(target: &Path, link: &Path) -> io::Result<()> {

@@ -16,14 +16,13 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
+use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::bad_server::BadServer;
 use common::forge::Forge;
 use common::repo::{board_with, install_v1, variant, version_served, Repo};
 use common::text;
@@ -173,50 +172,6 @@ impl Device {
 
 fn timestamp_path(repo: &Repo) -> std::path::PathBuf {
     repo.path().join("metadata/timestamp.json")
-}
-
-/// A one-route HTTP server on 127.0.0.1 that answers every request with
-/// `respond` on its own thread, until dropped.
-struct BadServer {
-    port: u16,
-    stop: Arc<AtomicBool>,
-}
-
-impl BadServer {
-    fn start(respond: fn(&mut std::net::TcpStream, &AtomicBool)) -> BadServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((mut stream, _)) => {
-                        let s = s.clone();
-                        std::thread::spawn(move || {
-                            stream.set_nonblocking(false).unwrap();
-                            let mut buf = [0u8; 4096];
-                            let _ = stream.read(&mut buf);
-                            respond(&mut stream, &s);
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        BadServer { port, stop }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for BadServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
 }
 
 /// A private CA (`ca.pem`) and a certificate for `localhost` it signed,

@@ -9,8 +9,11 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::io::Write as _;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::bad_server::BadServer;
 use common::forge::{Forge, FAR};
 use common::repo::{board, current_version, variant, version_served, Repo, WAIT};
 use common::text;
@@ -281,6 +284,39 @@ fn every_attack_class_is_refused_and_the_running_version_stays() {
             "{name}: one refused entry each"
         );
     }
+    // Slow retrieval: a mirror that sends a byte every 300 ms, never silent
+    // long enough for the idle timeout, is cut by the rate floor; the device
+    // keeps its version and tries again later.
+    let slow = BadServer::start(|s, stop| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 60000\r\n\r\n");
+        while !stop.load(Ordering::SeqCst) && s.write_all(b" ").is_ok() {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let base = std::fs::read_to_string(board.etc.join("agent.toml")).unwrap();
+    let first = base.lines().next().unwrap().to_owned();
+    let slow_config = base.replacen(
+        &first,
+        &format!("repository = \"{}\"\nnetwork-timeout = \"2s\"", slow.url()),
+        1,
+    );
+    std::fs::write(board.etc.join("slow.toml"), slow_config).unwrap();
+    let out = board
+        .ferryd(&["-c", "/etc/ferry/slow.toml", "check"])
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("slower than the floor"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read_link(board.app_dir().join("current")).unwrap(),
+        before_link
+    );
+    assert_eq!(version_served(port).as_deref(), Some("1.0.0"));
+    drop(slow);
+
     // The good release, published anew above everything the device saw, is
     // taken: a second update of an app that runs as its own user.
     f.channel(&good_json);

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod bad_server;
 pub mod forge;
 pub mod repo;
 
