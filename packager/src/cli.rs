@@ -188,6 +188,12 @@ pub struct BuildArgs {
     /// zstd level of the payload, 1-22 (default 12).
     #[arg(long)]
     pub compression_level: Option<i32>,
+    /// Skip the start-up check: by default the built binary resolves its
+    /// entry point once (imports the module, finds the function, does not
+    /// call it) before it is written to the output, so a binary that cannot
+    /// start is never reported as built.
+    #[arg(long)]
+    pub no_check: bool,
     /// Password source for --sign-key.
     #[command(flatten)]
     pub password: PasswordArgs,

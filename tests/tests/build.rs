@@ -419,3 +419,59 @@ fn each_bad_input_gets_one_clear_error_and_no_output() {
         assert_no_output(&dir.join("dist"));
     }
 }
+
+/// numpy's wheel ships OpenBLAS and gfortran libraries (patched by
+/// auditwheel, already stripped): they must reach the device as the wheel
+/// has them, and a matrix inversion must run where no Python is.
+#[test]
+fn numpy_inverts_a_matrix_in_minimal_debian() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("numcheck");
+    std::fs::create_dir_all(p.join("numcheck")).unwrap();
+    std::fs::write(
+        p.join("pyproject.toml"),
+        "[build-system]\nrequires = [\"setuptools>=61\"]\nbuild-backend = \"setuptools.build_meta\"\n\n[project]\nname = \"numcheck\"\nversion = \"1.0.0\"\ndependencies = [\"numpy\"]\n\n[project.scripts]\nnumcheck = \"numcheck:main\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("numcheck/__init__.py"),
+        "import numpy as np\n\n\ndef main():\n    rng = np.random.default_rng(7)\n    a = rng.random((60, 60)) + 60 * np.eye(60)\n    inv = np.linalg.inv(a)\n    ok = np.allclose(a @ inv, np.eye(60))\n    print(\"identity\", ok, \"checksum\", f\"{float(np.round(inv.trace(), 6))}\")\n",
+    )
+    .unwrap();
+    let bin = common::built(&p, &[], "numcheck").unwrap();
+    let root = rootfs::minimal_debian().unwrap();
+    let o = rootfs::run_in(&root, &bin, &[], &[]).unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("identity True"), "{out}");
+}
+
+/// A mistyped `module:function` fails the build, with nothing in `dist/`.
+#[test]
+fn a_broken_entry_point_fails_the_build_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dist/simple_api");
+    let o = common::ferry_build(
+        dir.path(),
+        &[
+            examples::simple_api().to_str().unwrap(),
+            "--entry",
+            "simple_api.app:no_such_function",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    let msg = text(&o);
+    assert!(!o.status.success(), "{msg}");
+    assert!(
+        msg.contains("cannot start")
+            && msg.contains("no_such_function")
+            && msg.contains("spelling"),
+        "{msg}"
+    );
+    assert!(!out.exists(), "dist/ holds a binary that cannot start");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("dist"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

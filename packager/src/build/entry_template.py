@@ -28,10 +28,16 @@ def _main():
         sys.exit(78)
     sys.argv = sys.argv[1:] or [sys.executable]
     _paths()
+    # `ferry build` runs every binary it makes once this way: the entry
+    # point is resolved (its module imported, the function looked up) and
+    # not called.
+    checking = os.environ.pop("FERRY_CHECK_ENTRY", "") == "1"
     if _entry["kind"] == "script":
         import runpy
 
         path = os.path.join(_root, _entry["path"])
+        if checking:
+            return 0 if os.path.isfile(path) else "ferry: entry script %s is missing" % path
         sys.argv[0] = sys.argv[0] or path
         runpy.run_path(path, run_name="__main__")
         return None
@@ -40,6 +46,11 @@ def _main():
     target = importlib.import_module(_entry["module"])
     for part in _entry["attr"].split("."):
         target = getattr(target, part)
+    if checking:
+        return 0 if callable(target) else "ferry: %s:%s is not callable" % (
+            _entry["module"],
+            _entry["attr"],
+        )
     return target()
 
 

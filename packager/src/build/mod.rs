@@ -15,11 +15,13 @@ pub mod pack;
 pub mod project;
 pub mod pyz;
 pub mod settings;
+pub mod smoke;
 pub mod standalone;
 pub mod stdlib_zip;
 
 use std::fs::File;
 use std::io::{BufReader, IsTerminal as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -248,6 +250,7 @@ fn check_version(version: &Sourced<String>) -> Result<()> {
 /// Runs `ferry build`.
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let mut progress = Progress::new();
+    let args_no_check = args.no_check;
     let project = match (&args.dir, args.with.is_empty()) {
         (Some(dir), _) => Some(Project::read(dir)?),
         (None, true) => Some(Project::read(Path::new("."))?),
@@ -435,10 +438,17 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             .with_context(|| format!("cannot read the launcher `{}`", launcher.display()))?,
     );
     let mut payload_file = BufReader::new(File::open(&payload.path)?);
-    let mut out = AtomicFile::create(&output, 0o755)
-        .with_context(|| format!("cannot create `{}`", output.display()))?;
+    // Assembled in the work directory, checked there, and only then copied
+    // to the output: `dist/` never holds a binary that cannot start.
+    let assembled = work.path().join("assembled");
     {
-        let mut w = std::io::BufWriter::new(out.file());
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o755)
+            .open(&assembled)
+            .with_context(|| format!("cannot create `{}`", assembled.display()))?;
+        let mut w = std::io::BufWriter::new(f);
         container::write_container(
             &mut w,
             &mut launcher_file,
@@ -448,6 +458,20 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         )?;
         std::io::Write::flush(&mut w)?;
     }
+    if args_no_check {
+        eprintln!("ferry: start-up check skipped (--no-check)");
+    } else {
+        progress.step("checking that the binary starts");
+        smoke::check_starts(&assembled, &work.path().join("check-cache"), &entry)?;
+    }
+    let mut out = AtomicFile::create(&output, 0o755)
+        .with_context(|| format!("cannot create `{}`", output.display()))?;
+    std::io::copy(
+        &mut File::open(&assembled)
+            .with_context(|| format!("cannot read `{}`", assembled.display()))?,
+        &mut out,
+    )
+    .with_context(|| format!("cannot write `{}`", output.display()))?;
     out.commit()
         .with_context(|| format!("cannot write `{}`", output.display()))?;
     progress.step("done");

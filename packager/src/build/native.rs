@@ -62,6 +62,8 @@ struct ElfInfo {
     glibc_versions: Vec<String>,
     machine: u16,
     is_64: bool,
+    /// Whether it carries `.debug_*` sections (only those are stripped).
+    has_debug: bool,
 }
 
 fn read_elf(path: &Path) -> Result<Option<ElfInfo>> {
@@ -89,13 +91,49 @@ fn read_elf(path: &Path) -> Result<Option<ElfInfo>> {
             }
         }
     }
+    let has_debug = elf.section_headers.iter().any(|sh| {
+        elf.shdr_strtab
+            .get_at(sh.sh_name)
+            .is_some_and(|n| n.starts_with(".debug") || n.starts_with(".zdebug"))
+    });
     Ok(Some(ElfInfo {
         needed: elf.libraries.iter().map(|s| (*s).to_owned()).collect(),
         runpaths,
         glibc_versions,
         machine: elf.header.e_machine,
         is_64: elf.is_64,
+        has_debug,
     }))
+}
+
+/// Checks that a rewritten ELF file still loads: every `PT_LOAD` segment's
+/// file offset and address agree modulo its alignment (what `ld.so` maps
+/// by), and it still parses. strip and patchelf can break both; a file
+/// that fails here would fail on the device as "ELF load command
+/// address/offset not page-aligned".
+pub fn check_loadable(path: &Path, rel: &Path) -> Result<()> {
+    let bytes = fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let elf = Elf::parse(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "bundled `{}` no longer parses as ELF after it was rewritten: {e}",
+            rel.display()
+        )
+    })?;
+    for (i, ph) in elf.program_headers.iter().enumerate() {
+        if ph.p_type != goblin::elf::program_header::PT_LOAD || ph.p_align <= 1 {
+            continue;
+        }
+        if ph.p_offset % ph.p_align != ph.p_vaddr % ph.p_align {
+            bail!(
+                "bundled `{}` would not load: its load segment {i} has file offset {:#x} and address {:#x}, which disagree modulo the alignment {:#x} (a rewrite by strip or patchelf broke it)\nhint: report it with the wheel's name; ferry leaves files without debug sections unstripped",
+                rel.display(),
+                ph.p_offset,
+                ph.p_vaddr,
+                ph.p_align
+            );
+        }
+    }
+    Ok(())
 }
 
 fn version_key(v: &str) -> Vec<u32> {
@@ -306,6 +344,10 @@ pub fn bundle(bundle: &Path, provided: &[String]) -> Result<NativeReport> {
             wanted_dirs.entry(rel.clone()).or_default();
         }
     }
+    // Only what carries debug sections is stripped: wheels' libraries come
+    // stripped already, and rewriting them gains nothing and can break them
+    // (numpy's OpenBLAS after strip: misaligned load segments).
+    stripped.retain(|rel| infos[rel].has_debug);
     strip_debug(bundle, &stripped)?;
     for (rel, dirs) in &wanted_dirs {
         let dir = rel.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -329,6 +371,10 @@ pub fn bundle(bundle: &Path, provided: &[String]) -> Result<NativeReport> {
         }
         process::run(cmd.arg(bundle.join(rel)))
             .with_context(|| format!("cannot set the run path of `{}`", rel.display()))?;
+    }
+    let rewritten: BTreeSet<&PathBuf> = stripped.iter().chain(wanted_dirs.keys()).collect();
+    for rel in rewritten {
+        check_loadable(&bundle.join(rel), rel)?;
     }
     report.glibc_floor = infos
         .values()
@@ -375,6 +421,46 @@ fn normalize(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A minimal ELF64 file with one `PT_LOAD` header at `offset`/`vaddr`.
+    fn elf_with_load(offset: u64, vaddr: u64) -> Vec<u8> {
+        let mut b = vec![0u8; 64 + 56];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2; // 64-bit
+        b[5] = 1; // little-endian
+        b[6] = 1; // version
+        b[16..18].copy_from_slice(&3u16.to_le_bytes()); // ET_DYN
+        b[18..20].copy_from_slice(&62u16.to_le_bytes()); // x86-64
+        b[20..24].copy_from_slice(&1u32.to_le_bytes());
+        b[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        b[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+        b[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+        b[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
+        let ph = &mut b[64..];
+        ph[..4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        ph[8..16].copy_from_slice(&offset.to_le_bytes());
+        ph[16..24].copy_from_slice(&vaddr.to_le_bytes());
+        ph[24..32].copy_from_slice(&vaddr.to_le_bytes());
+        ph[48..56].copy_from_slice(&0x1000u64.to_le_bytes()); // p_align
+        b
+    }
+
+    #[test]
+    fn a_misaligned_load_segment_stops_the_build_naming_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let good = d.path().join("good.so");
+        fs::write(&good, elf_with_load(0x1000, 0x201000)).unwrap();
+        check_loadable(&good, Path::new("numpy.libs/good.so")).unwrap();
+        let bad = d.path().join("bad.so");
+        fs::write(&bad, elf_with_load(0x1200, 0x201000)).unwrap();
+        let err = check_loadable(&bad, Path::new("numpy.libs/libopenblas.so"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("numpy.libs/libopenblas.so") && err.contains("would not load"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn relative_paths() {
