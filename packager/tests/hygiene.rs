@@ -59,34 +59,49 @@ fn secret_key_and_password_files_others_can_read_are_refused() {
 }
 
 #[test]
-fn a_closed_stdout_ends_the_command_without_a_panic() {
+fn every_read_only_command_survives_a_closed_stdout() {
     let d = work();
     let p = d.path();
+    common::init_repo(p, &["demo"]);
     make_named_container(&p.join("bin"), "demo", "1.0.0");
-    for _ in 0..20 {
-        let mut child = Command::new(ferry_bin())
-            .current_dir(p)
-            .args(["inspect", "bin"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        drop(child.stdout.take());
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        let status = child.wait().unwrap();
-        assert!(!err.contains("panicked"), "{err}");
-        // Killed by SIGPIPE, or done before it noticed: never an abort.
-        use std::os::unix::process::ExitStatusExt as _;
-        assert!(
-            status.success() || status.signal() == Some(libc::SIGPIPE),
-            "{status:?}: {err}"
-        );
+    ok(ferry(p, &["sign", "bin", "--key", "ferry.key"], &[]));
+    std::fs::write(p.join("r.jsonl"), "").unwrap();
+    let commands: [&[&str]; 8] = [
+        &["inspect", "bin"],
+        &["inspect", "bin", "--json"],
+        &["verify", "bin", "--pubkey", "ferry.pub"],
+        &["fleet", "status", "--reports", "r.jsonl"],
+        &["repo", "verify", "--repo", "repo", "--root", "root.json"],
+        &["--help"],
+        &["build", "--help"],
+        &["--version"],
+    ];
+    for args in commands {
+        for _ in 0..5 {
+            let mut child = Command::new(ferry_bin())
+                .current_dir(p)
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            drop(child.stdout.take());
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            let status = child.wait().unwrap();
+            assert!(!err.contains("panicked"), "{args:?}: {err}");
+            // Killed by SIGPIPE, or done before it noticed: never an abort.
+            use std::os::unix::process::ExitStatusExt as _;
+            assert!(
+                status.success() || status.signal() == Some(libc::SIGPIPE),
+                "{args:?}: {status:?}: {err}"
+            );
+        }
     }
 }
 
