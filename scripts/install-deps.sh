@@ -4,7 +4,7 @@
 # formatting and lints. Installs only what is missing, so reruns are quick.
 set -euo pipefail
 
-packages=(minisign patchelf binutils debootstrap systemd dbus nginx iproute2 strace openssl)
+packages=(minisign patchelf binutils debootstrap systemd dbus nginx iproute2 strace openssl python3 python3-pip python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,6 +5,7 @@
 mod common;
 
 use std::io::Write as _;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -474,4 +475,27 @@ fn a_broken_entry_point_fails_the_build_and_leaves_nothing() {
         .map(|d| d.map(|e| e.unwrap().file_name()).collect())
         .unwrap_or_default();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Debian's own interpreter (`/usr/bin/python3.11`: stdlib links into
+/// /etc, a sitecustomize, EXTERNALLY-MANAGED) as the build source: the
+/// binary serves in a root without Python.
+#[test]
+fn debians_interpreter_builds_a_binary_that_serves_in_minimal_debian() {
+    let python = "/usr/bin/python3.11";
+    assert!(
+        Path::new(python).exists(),
+        "{python} is missing: scripts/install-deps.sh installs Debian's python3"
+    );
+    let bin = common::built(&examples::simple_api(), &["--python", python], "simple_api").unwrap();
+    let root = rootfs::minimal_debian().unwrap();
+    let port = server::free_port().unwrap();
+    let mut served = rootfs::spawn_in(&root, &bin, &[], &[("PORT", &port.to_string())]).unwrap();
+    let (status, _) = served
+        .wait_http(
+            &format!("http://127.0.0.1:{port}/health"),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    assert_eq!(status, 200, "{}", served.stderr());
 }

@@ -47,7 +47,7 @@ struct Progress {
 }
 
 impl Progress {
-    const STEPS: usize = 7;
+    const STEPS: usize = 8;
 
     fn new() -> Self {
         Self {

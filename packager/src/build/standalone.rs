@@ -26,6 +26,11 @@ const STDLIB_EXCLUDED: &[&str] = &[
     "__pycache__",
 ];
 
+/// Files distributions add to the standard library that only make sense on
+/// the machine they were installed on (Debian's sitecustomize links into
+/// /etc and loads apport; EXTERNALLY-MANAGED guards the host's own packages).
+const DISTRIBUTION_HOOKS: &[&str] = &["sitecustomize.py", "usercustomize.py", "EXTERNALLY-MANAGED"];
+
 /// Nested test packages of the standard library.
 const STDLIB_EXCLUDED_NESTED: &[&str] = &[
     "unittest/test",
@@ -71,9 +76,31 @@ fn copy_filtered(from: &Path, to: &Path, rel: &str) -> Result<()> {
         {
             continue;
         }
+        if rel.is_empty() && DISTRIBUTION_HOOKS.contains(&name.as_str()) {
+            eprintln!(
+                "ferry: left out `{}` of the build interpreter: a distribution's hook that assumes the build host",
+                e.path().display()
+            );
+            continue;
+        }
         let ft = e.file_type()?;
         if ft.is_dir() {
             copy_filtered(&e.path(), &to.join(&name), &child_rel)?;
+        } else if ft.is_symlink() && fs::read_link(e.path())?.is_absolute() {
+            // Debian links parts of the stdlib into /etc: the bundle carries
+            // the file itself (a link out of the bundle would not exist on
+            // the device, and the launcher refuses one).
+            match fs::metadata(e.path()) {
+                Ok(m) if m.is_file() => {
+                    fs::copy(e.path(), to.join(&name))
+                        .with_context(|| format!("cannot copy `{}`", e.path().display()))?;
+                }
+                _ => eprintln!(
+                    "ferry: left out `{}`: a link to `{}`, which is not a file here",
+                    e.path().display(),
+                    fs::read_link(e.path())?.display()
+                ),
+            }
         } else {
             copy_path(&e.path(), &to.join(&name))?;
         }
