@@ -499,3 +499,37 @@ fn debians_interpreter_builds_a_binary_that_serves_in_minimal_debian() {
         .unwrap();
     assert_eq!(status, 200, "{}", served.stderr());
 }
+
+/// `ferry build ferry-src` (a relative directory, no slash) builds that
+/// directory, not a package of that name from PyPI, and leaves it as it
+/// was: no `build/`, no `*.egg-info`.
+#[test]
+fn a_relative_project_directory_is_built_and_left_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("ferry-src");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(examples::simple_api())
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let leftovers = |d: &Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n == "build" || n.ends_with(".egg-info"))
+            .collect()
+    };
+    for l in leftovers(&src) {
+        std::fs::remove_dir_all(src.join(l)).unwrap();
+    }
+    let o = ferry_build(dir.path(), &["ferry-src", "-o", "out/simple_api"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(dir.path().join("out/simple_api").is_file());
+    assert_eq!(
+        leftovers(&src),
+        Vec::<String>::new(),
+        "the build left files in the project"
+    );
+}

@@ -94,18 +94,58 @@ pub fn install(
     for r in plan.requirement_files {
         cmd.arg("-r").arg(r);
     }
+    let mut before = None;
     if let Some(p) = plan.project {
-        cmd.arg(p);
+        // An absolute path: `ferry-src` alone would be taken for a package
+        // name on PyPI.
+        let abs = std::path::absolute(p)
+            .with_context(|| format!("cannot resolve the project directory `{}`", p.display()))?;
+        before = Some((abs.clone(), build_leftovers(&abs)));
+        cmd.arg(abs);
     }
     cmd.args(plan.specs);
     cmd.env("PIP_NO_INPUT", "1");
-    process::run(&mut cmd).context(
+    let result = process::run(&mut cmd).context(
         "cannot install the requirements\nhint: check the requirement names and versions (the installer's output is above)",
-    )?;
+    );
+    if let Some((dir, existing)) = before {
+        remove_new_leftovers(&dir, &existing);
+    }
+    result?;
     // Console-script wrappers point at the build interpreter: useless in the bundle.
     let bin = site.join("bin");
     if bin.is_dir() {
         std::fs::remove_dir_all(&bin)?;
     }
     Ok(())
+}
+
+/// `build/` and `*.egg-info` at the top of a project: what setuptools
+/// leaves in the source tree when pip builds it there.
+fn build_leftovers(dir: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name())
+                .filter(|n| n == "build" || n.to_string_lossy().ends_with(".egg-info"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes the build leftovers the install made (not those that were there
+/// before it): the project directory stays as the user left it.
+fn remove_new_leftovers(dir: &Path, existing: &[std::ffi::OsString]) {
+    for name in build_leftovers(dir) {
+        if !existing.contains(&name) {
+            let path = dir.join(&name);
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                eprintln!(
+                    "ferry: warning: cannot remove `{}` the build left: {e}",
+                    path.display()
+                );
+            }
+        }
+    }
 }
