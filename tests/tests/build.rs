@@ -533,3 +533,24 @@ fn a_relative_project_directory_is_built_and_left_clean() {
         "the build left files in the project"
     );
 }
+
+/// Freezing a script straight from PyPI: what nothing can tell (name,
+/// version) is asked for in one error, before anything is installed.
+#[test]
+fn freezing_a_script_asks_for_every_missing_fact_at_once_before_installing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tool.py"), "print('hi')\n").unwrap();
+    let o = ferry_build(dir.path(), &["--with", "six", "--entry", "tool.py"]);
+    let msg = text(&o);
+    assert!(!o.status.success(), "{msg}");
+    assert!(msg.contains("--name") && msg.contains("--version"), "{msg}");
+    assert!(
+        !msg.contains("installing requirements"),
+        "asked after installing: {msg}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).matches("error:").count(),
+        1,
+        "{msg}"
+    );
+}

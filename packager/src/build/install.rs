@@ -48,7 +48,8 @@ pub fn choose(interp: &Interpreter) -> Result<Installer> {
     }
     if !interp.has_pip {
         bail!(
-            "`{}` has no pip and uv is not on PATH\nhint: install pip for that interpreter (`python3 -m ensurepip`) or install uv",
+            "`{}` has no pip and uv is not on PATH\nhint: install pip for that interpreter (`{} -m ensurepip --upgrade`, or Debian's `apt-get install python3-pip`) or install uv",
+            interp.invoked.display(),
             interp.invoked.display()
         );
     }

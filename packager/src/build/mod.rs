@@ -247,6 +247,35 @@ fn check_version(version: &Sourced<String>) -> Result<()> {
     Ok(())
 }
 
+/// Without a project, says at once (before anything is installed) every
+/// fact that nothing will tell: the name unless the entry is a console
+/// script, the version when the entry is a `.py` file.
+fn check_facts_known(settings: &Settings) -> Result<()> {
+    if settings.project.is_some() {
+        return Ok(());
+    }
+    let entry = settings.entry.as_ref().map(|e| e.value.as_str());
+    let script = entry.is_some_and(|e| e.ends_with(".py"));
+    let function = entry.is_some_and(|e| e.contains(':'));
+    let mut missing = Vec::new();
+    if entry.is_none() {
+        missing.push("--entry (a console script of the packages, module:function, or a .py file)");
+    }
+    if settings.name.is_none() && (script || function) {
+        missing.push("--name (only a console-script entry gives one)");
+    }
+    if settings.version.is_none() && script {
+        missing.push("--version (a .py entry belongs to no package)");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "building without a project, ferry needs: {}\nhint: pass them all, e.g. `ferry build --with SPEC --entry tool.py --name tool --version 1.0`",
+        missing.join("; ")
+    )
+}
+
 /// Runs `ferry build`.
 pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let mut progress = Progress::new();
@@ -257,6 +286,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         (None, false) => None,
     };
     let settings = Settings::resolve(&args, project)?;
+    check_facts_known(&settings)?;
     let mode = settings.mode.value;
     // Load the key first: a key that does not load must not cost a whole build.
     let key: Option<SecretKey> = match &args.sign_key {
