@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
-use std::process::{Command, Stdio};
 
 use common::{fails, ferry, ferry_bin, make_named_container, ok, work};
 
@@ -77,31 +75,11 @@ fn every_read_only_command_survives_a_closed_stdout() {
         &["--version"],
     ];
     for args in commands {
-        for _ in 0..5 {
-            let mut child = Command::new(ferry_bin())
-                .current_dir(p)
-                .args(args)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            drop(child.stdout.take());
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            let status = child.wait().unwrap();
-            assert!(!err.contains("panicked"), "{args:?}: {err}");
-            // Killed by SIGPIPE, or done before it noticed: never an abort.
-            use std::os::unix::process::ExitStatusExt as _;
-            assert!(
-                status.success() || status.signal() == Some(libc::SIGPIPE),
-                "{args:?}: {status:?}: {err}"
-            );
-        }
+        ferry_tests::programs::assert_survives_closed_stdout(
+            std::path::Path::new(ferry_bin()),
+            p,
+            args,
+        );
     }
 }
 

@@ -44,3 +44,38 @@ pub fn run_ferry(cwd: &std::path::Path, args: &[&str]) -> anyhow::Result<std::pr
     }
     Ok(out)
 }
+
+/// Runs `program ARGS` in `cwd` five times with its stdout closed before it
+/// writes (as `… | head` does) and asserts each run ends without a panic:
+/// by SIGPIPE, or with success when it finished first.
+pub fn assert_survives_closed_stdout(
+    program: &std::path::Path,
+    cwd: &std::path::Path,
+    args: &[&str],
+) {
+    use std::io::Read as _;
+    use std::os::unix::process::ExitStatusExt as _;
+    for _ in 0..5 {
+        let mut child = std::process::Command::new(program)
+            .current_dir(cwd)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+        drop(child.stdout.take());
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .expect("stderr is piped")
+            .read_to_string(&mut err)
+            .expect("stderr is text");
+        let status = child.wait().expect("the child ends");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            status.success() || status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {status:?}: {err}"
+        );
+    }
+}
