@@ -21,6 +21,20 @@ fn inspect_with_a_pubkey_fails_on_an_unsigned_binary() {
 }
 
 #[test]
+fn inspect_shows_the_build_time_in_iso_8601() {
+    let d = work();
+    let p = d.path();
+    make_named_container(&p.join("bin"), "demo", "1.0.0");
+    let o = ok(ferry(p, &["inspect", "bin"], &[]));
+    let out = String::from_utf8_lossy(&o.stdout);
+    // make_named_container dates its metadata 1_700_000_000.
+    assert!(
+        out.contains("created at:  2023-11-14T22:13:20Z (unix 1700000000)"),
+        "{out}"
+    );
+}
+
+#[test]
 fn secret_key_and_password_files_others_can_read_are_refused() {
     let d = work();
     let p = d.path();

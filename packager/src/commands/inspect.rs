@@ -110,7 +110,11 @@ fn print_human(c: &Container, state: &SigState, keys: &[PublicKey]) {
         println!("python:      {} ({mode})", py.version);
     }
     println!("build id:    {}", m.build_id);
-    println!("created at:  {} (unix time)", m.created_at);
+    println!(
+        "created at:  {} (unix {})",
+        ferry_format::tuf::time::format_utc(m.created_at),
+        m.created_at
+    );
     println!("launcher:    {}", m.launcher_version);
     if let Some(g) = &m.glibc_floor {
         println!("needs glibc: {g} or newer");
