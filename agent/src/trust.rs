@@ -143,22 +143,15 @@ pub async fn refresh(
 ) -> Result<TrustedSet> {
     let _lock = dir.lock()?;
     let set = dir.load(provisioned, apps)?;
-    let mut r = Refresh::new(set, None, now);
-    let result = drive(client, &mut r).await;
-    let set = match result {
-        Ok(()) => r.finish().map_err(|rule| Refusal::Metadata {
-            path: "metadata".into(),
-            rule,
-        }),
-        Err(e) => {
-            dir.save(r.trusted(), app)?;
-            return Err(e);
-        }
-    };
-    let set = match set {
-        Ok(set) => set,
-        Err(e) => return Err(e.into()),
-    };
+    let mut r = Refresh::new(set, Some(app), now);
+    if let Err(e) = drive(client, &mut r).await {
+        dir.save(r.trusted(), app)?;
+        return Err(e);
+    }
+    let set = r.finish().map_err(|rule| Refusal::Metadata {
+        path: "metadata".into(),
+        rule,
+    })?;
     dir.save(&set, app)?;
     if set.role_meta(app).is_none() {
         return Err(Refusal::Metadata {
@@ -169,19 +162,6 @@ pub async fn refresh(
         }
         .into());
     }
-    let mut r = Refresh::new(set, Some(app), now);
-    let result = drive(client, &mut r).await;
-    let set = match result {
-        Ok(()) => r.finish().map_err(|rule| Refusal::Metadata {
-            path: format!("metadata/{app}"),
-            rule,
-        })?,
-        Err(e) => {
-            dir.save(r.trusted(), app)?;
-            return Err(e);
-        }
-    };
-    dir.save(&set, app)?;
     Ok(set)
 }
 

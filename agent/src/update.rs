@@ -222,9 +222,9 @@ impl<U: UnitManager> Agent<U> {
         }
     }
 
-    /// Refreshes the trusted metadata down to the app's role: `Ok(None)`
-    /// when it was refused (the refusal is recorded), `Err` on transient
-    /// trouble.
+    /// Refreshes the trusted metadata down to the app's role: `Ok(Err(_))`
+    /// when it was refused (the refusal is recorded, and is the outcome),
+    /// `Err` on transient trouble.
     async fn refresh_trust(
         &self,
         job: &mut Job<'_>,

@@ -105,11 +105,7 @@ impl LocalRepo {
                 self.dir.display()
             );
         }
-        let set = self.refresh(load_root(root)?, None)?;
-        match app {
-            Some(app) if set.role_meta(app).is_some() => self.refresh(set, Some(app)),
-            _ => Ok(set),
-        }
+        self.refresh(load_root(root)?, app)
     }
 
     fn refresh(&self, set: TrustedSet, app: Option<&str>) -> Result<TrustedSet> {

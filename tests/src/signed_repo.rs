@@ -23,7 +23,14 @@ pub const TRUST_ARGS: [&str; 6] = [
 
 /// Makes the keys and `repo/` in `dir`, with `app` delegated to `release.key`.
 pub fn create(dir: &Path, app: &str) -> Result<()> {
-    for name in ["root", "timestamp", "release"] {
+    create_for(dir, &[app], "release")
+}
+
+/// Makes `root`, `timestamp` and `<release>` keys (`.key`, `.pub`, no
+/// password) and `repo/` in `dir`, with each of `apps` delegated to
+/// `<release>.key`, and keeps the root as `root.json`.
+pub fn create_for(dir: &Path, apps: &[&str], release: &str) -> Result<()> {
+    for name in ["root", "timestamp", release] {
         let (s, p) = (format!("{name}.key"), format!("{name}.pub"));
         run_ferry(dir, &["keygen", "--no-password", "-s", &s, "-p", &p])?;
     }
@@ -41,10 +48,13 @@ pub fn create(dir: &Path, app: &str) -> Result<()> {
         ],
     )?;
     std::fs::copy(dir.join("repo/metadata/1.root.json"), dir.join("root.json"))?;
-    let mut args = vec!["repo", "delegate", "--root-key", "root.key", "--app", app];
-    args.extend_from_slice(&["--release-pubkey", "release.pub"]);
-    args.extend_from_slice(&TRUST_ARGS);
-    run_ferry(dir, &args)?;
+    let release_pub = format!("{release}.pub");
+    for app in apps {
+        let mut args = vec!["repo", "delegate", "--root-key", "root.key", "--app", app];
+        args.extend_from_slice(&["--release-pubkey", &release_pub]);
+        args.extend_from_slice(&TRUST_ARGS);
+        run_ferry(dir, &args)?;
+    }
     Ok(())
 }
 

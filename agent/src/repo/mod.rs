@@ -49,8 +49,6 @@ pub const MIN_BYTES_PER_SECOND: u64 = 1024;
 const MAX_REDIRECTS: usize = 5;
 /// Longest `Location` quoted in a [`RepoError::Redirect`].
 const MAX_LOCATION_LEN: usize = 256;
-/// Longest artifact path accepted.
-const MAX_ARTIFACT_PATH_LEN: usize = 1024;
 
 /// Where the repository is and how far to trust it.
 #[derive(Debug, Clone)]
@@ -758,10 +756,10 @@ fn parse_base_url(text: &str) -> Result<String, RepoError> {
 }
 
 /// A relative path of `/`-separated segments of `A-Z a-z 0-9 . _ + -`, none
-/// empty or starting with `.`: nothing that could leave the repository.
+/// empty or starting with `.`, at most 1024 bytes (the repository layout's
+/// rule): nothing that could leave the repository.
 fn check_artifact_path(path: &str) -> Result<(), RepoError> {
-    let ok = path.len() <= MAX_ARTIFACT_PATH_LEN && is_safe_target_path(path);
-    if ok {
+    if is_safe_target_path(path) {
         Ok(())
     } else {
         Err(RepoError::InvalidArgument {

@@ -50,7 +50,8 @@ pub struct Refresh {
 }
 
 impl Refresh {
-    /// Starts from what is trusted; `app` is the delegated role wanted too.
+    /// Starts from what is trusted; `app` is the delegated role wanted too,
+    /// when the snapshot lists it.
     pub fn new(set: TrustedSet, app: Option<&str>, now: Option<u64>) -> Refresh {
         let next_root = set.root().doc.version.saturating_add(1);
         Refresh {
@@ -161,8 +162,12 @@ impl Refresh {
             self.stage = match self.stage {
                 Stage::Snapshot if !self.set.needs_snapshot() => Stage::Targets,
                 Stage::Targets if !self.set.needs_role("targets") => Stage::App,
+                // An app the snapshot does not list (nothing published for
+                // it yet) ends the refresh without its role: callers tell by
+                // `TrustedSet::role_meta`.
                 Stage::App => match self.app.as_deref() {
                     None => Stage::Done,
+                    Some(app) if self.set.role_meta(app).is_none() => Stage::Done,
                     Some(app) if !self.set.needs_role(app) => Stage::Done,
                     Some(_) => return,
                 },

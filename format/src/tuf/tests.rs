@@ -111,6 +111,21 @@ fn a_fresh_repository_refreshes_down_to_the_app() {
 }
 
 #[test]
+fn an_app_the_snapshot_does_not_list_ends_the_refresh_without_its_role() {
+    let k = keys();
+    let root = root_of(&k, 1, &k.online);
+    let mut files = BTreeMap::new();
+    let mut d = Draft::on(None);
+    d.put_root(&root, &[&k.root]);
+    d.put_role("targets", &delegating_targets(1, &k.release), &[&k.root]);
+    store(&mut files, d.finish(&[&k.online], FAR, FAR).unwrap());
+    let anchor = files["metadata/1.root.json"].clone();
+    let set = refresh(TrustedSet::from_root(&anchor).unwrap(), &files, None).unwrap();
+    assert!(set.targets().is_some());
+    assert!(set.role_meta("demo").is_none() && set.delegated("demo").is_none());
+}
+
+#[test]
 fn a_replayed_timestamp_is_a_rollback() {
     let k = keys();
     let (root, mut files) = new_repo(&k);

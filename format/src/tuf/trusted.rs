@@ -124,6 +124,19 @@ impl TrustedSet {
         })
     }
 
+    /// Parses a document of top-level role `role` and checks it is signed by
+    /// a threshold of the keys the trusted root gives that role.
+    fn signed_by_top_level_role<T: RoleDoc>(
+        &self,
+        role: &str,
+        bytes: &[u8],
+    ) -> Result<T, TufError> {
+        let env = Envelope::parse(role, bytes)?;
+        let doc: T = env.decode(role)?;
+        env.verify(role, &self.root.doc.keys, role_keys(&self.root.doc, role)?)?;
+        Ok(doc)
+    }
+
     /// Replaces root by the next version: signed by a threshold of the
     /// trusted root's root keys and of its own, version exactly one higher.
     pub fn update_root(&mut self, bytes: &[u8]) -> Result<RootChange, TufError> {
@@ -174,13 +187,7 @@ impl TrustedSet {
     /// as the one trusted, which stays (nothing changed in the repository).
     pub fn update_timestamp(&mut self, bytes: &[u8], now: Option<u64>) -> Result<bool, TufError> {
         check_expiry("root", &self.root.doc, now)?;
-        let env = Envelope::parse("timestamp", bytes)?;
-        let new: Timestamp = env.decode("timestamp")?;
-        env.verify(
-            "timestamp",
-            &self.root.doc.keys,
-            role_keys(&self.root.doc, "timestamp")?,
-        )?;
+        let new: Timestamp = self.signed_by_top_level_role("timestamp", bytes)?;
         let new_snap = new
             .meta
             .get("snapshot.json")
@@ -249,13 +256,7 @@ impl TrustedSet {
         if !local {
             check_file("snapshot", bytes, &meta)?;
         }
-        let env = Envelope::parse("snapshot", bytes)?;
-        let new: Snapshot = env.decode("snapshot")?;
-        env.verify(
-            "snapshot",
-            &self.root.doc.keys,
-            role_keys(&self.root.doc, "snapshot")?,
-        )?;
+        let new: Snapshot = self.signed_by_top_level_role("snapshot", bytes)?;
         if !local && new.version != meta.version {
             return Err(TufError::VersionMismatch {
                 role: "snapshot".into(),

@@ -115,57 +115,13 @@ pub fn make_named_container(path: &Path, name: &str, version: &str) {
 }
 
 /// Repository, trusted root and timestamp key, as publishing commands take them.
-pub const TRUST: [&str; 6] = [
-    "--repo",
-    "repo",
-    "--root",
-    "root.json",
-    "--timestamp-key",
-    "timestamp.key",
-];
+pub const TRUST: [&str; 6] = ferry_tests::signed_repo::TRUST_ARGS;
 
 /// Keys without password (`root`, `timestamp`, and `ferry` as the release
 /// key), a repository in `repo/` with `apps` delegated to `ferry.key`, and
 /// its root as `root.json`.
 pub fn init_repo(p: &Path, apps: &[&str]) {
-    ok(ferry(p, &["keygen", "--no-password"], &[]));
-    for name in ["root", "timestamp"] {
-        let (s, k) = (format!("{name}.key"), format!("{name}.pub"));
-        ok(ferry(
-            p,
-            &["keygen", "--no-password", "-s", &s, "-p", &k],
-            &[],
-        ));
-    }
-    ok(ferry(
-        p,
-        &[
-            "repo",
-            "init",
-            "--repo",
-            "repo",
-            "--root-key",
-            "root.key",
-            "--timestamp-key",
-            "timestamp.key",
-        ],
-        &[],
-    ));
-    std::fs::copy(p.join("repo/metadata/1.root.json"), p.join("root.json")).unwrap();
-    for app in apps {
-        let mut args = vec![
-            "repo",
-            "delegate",
-            "--root-key",
-            "root.key",
-            "--app",
-            app,
-            "--release-pubkey",
-            "ferry.pub",
-        ];
-        args.extend_from_slice(&TRUST);
-        ok(ferry(p, &args, &[]));
-    }
+    ferry_tests::signed_repo::create_for(p, apps, "ferry").unwrap();
 }
 
 /// `ferry ARGS… <TRUST>` in `p`.

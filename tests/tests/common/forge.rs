@@ -72,16 +72,16 @@ impl Forge {
     /// down to simple_api's role (expiry not judged).
     pub fn trusted(&self) -> TrustedSet {
         let root = std::fs::read(self.keys_dir.join("root.json")).unwrap();
-        let mut set = TrustedSet::from_root(&root).unwrap();
-        for app in [None, Some("simple_api")] {
-            let mut r = Refresh::new(set, app, None);
-            while let Some(f) = r.next() {
-                let bytes = std::fs::read(self.dir.join(&f.path)).ok();
-                r.feed(bytes.as_deref()).unwrap();
-            }
-            set = r.finish().unwrap();
+        let mut r = Refresh::new(
+            TrustedSet::from_root(&root).unwrap(),
+            Some("simple_api"),
+            None,
+        );
+        while let Some(f) = r.next() {
+            let bytes = std::fs::read(self.dir.join(&f.path)).ok();
+            r.feed(bytes.as_deref()).unwrap();
         }
-        set
+        r.finish().unwrap()
     }
 
     /// The stable channel's manifest when the forge was made.
