@@ -3,10 +3,11 @@
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
+use std::io::{BufRead as _, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 
 /// Most bytes of a child's output repeated in an error.
 const OUTPUT_TAIL: usize = 6000;
@@ -47,16 +48,75 @@ pub fn run(cmd: &mut Command) -> Result<Output> {
         .output()
         .with_context(|| format!("cannot run `{line}`"))?;
     if !out.status.success() {
-        let mut msg = format!("`{line}` failed ({})", out.status);
-        for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
-            let t = tail(bytes);
-            if !t.is_empty() {
-                let _ = write!(msg, "\n--- {name} ---\n{t}");
-            }
-        }
-        bail!(msg);
+        return Err(failed(&line, &out, true));
     }
     Ok(out)
+}
+
+/// The error for a child that exited non-zero: its command line, its status
+/// and, with `with_output`, the end of what it printed.
+pub fn failed(line: &str, out: &Output, with_output: bool) -> anyhow::Error {
+    let mut msg = format!("`{line}` failed ({})", out.status);
+    if !with_output {
+        msg.push_str(", its output is above");
+    }
+    for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        let t = tail(bytes);
+        if with_output && !t.is_empty() {
+            let _ = write!(msg, "\n--- {name} ---\n{t}");
+        }
+    }
+    anyhow::anyhow!(msg)
+}
+
+/// Runs `cmd` to completion and returns its output whatever its status. With
+/// `echo`, each line it prints is also shown on stderr as it comes, after
+/// that prefix, so a long install is seen progressing.
+pub fn output_echoing(cmd: &mut Command, echo: Option<&str>) -> Result<Output> {
+    cmd.stdin(Stdio::null());
+    let line = describe(cmd);
+    let Some(prefix) = echo else {
+        return cmd.output().with_context(|| format!("cannot run `{line}`"));
+    };
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run `{line}`"))?;
+    let pump = |stream: Option<Box<dyn Read + Send>>| {
+        let prefix = prefix.to_owned();
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            if let Some(stream) = stream {
+                for line in BufReader::new(stream).split(b'\n').map_while(|l| l.ok()) {
+                    eprintln!("{prefix}{}", String::from_utf8_lossy(&line).trim_end());
+                    all.extend_from_slice(&line);
+                    all.push(b'\n');
+                }
+            }
+            all
+        })
+    };
+    let out = pump(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err = pump(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let status = child
+        .wait()
+        .with_context(|| format!("cannot wait for `{line}`"))?;
+    Ok(Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
 }
 
 /// Runs a shell command line in `dir` (build add-on make steps).

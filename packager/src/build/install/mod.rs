@@ -2,6 +2,9 @@
 //! with uv when it is on PATH (much faster) and pip otherwise. Both install
 //! into an empty `--target`, isolated from the build interpreter's own packages.
 
+mod failure;
+
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -106,13 +109,30 @@ pub fn install(
     }
     cmd.args(plan.specs);
     cmd.env("PIP_NO_INPUT", "1");
-    let result = process::run(&mut cmd).context(
-        "cannot install the requirements\nhint: check the requirement names and versions (the installer's output is above)",
-    );
+    // On a terminal the installer's lines are shown as they come, indented:
+    // a long source build is seen progressing.
+    let echo = std::io::stderr().is_terminal().then_some("    ");
+    let line = process::describe(&cmd);
+    let result = process::output_echoing(&mut cmd, echo);
     if let Some((dir, existing)) = before {
         remove_new_leftovers(&dir, &existing);
     }
-    result?;
+    let out = result?;
+    if !out.status.success() {
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let why = failure::classify(&text, failure::offline_from_env());
+        let python = format!("{}.{}", interp.major, interp.minor);
+        return Err(
+            process::failed(&line, &out, echo.is_none()).context(format!(
+                "cannot install the requirements\nhint: {}",
+                why.hint(&python)
+            )),
+        );
+    }
     // Console-script wrappers point at the build interpreter: useless in the bundle.
     let bin = site.join("bin");
     if bin.is_dir() {
