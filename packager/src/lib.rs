@@ -1,13 +1,18 @@
 //! The `ferry` packager: keys, signing, checking and inspecting ferry binaries.
-//! `main.rs` only parses and reports; each subcommand lives in `commands/`.
+//! `main.rs` only parses and reports; each subcommand lives in `commands/`
+//! (`build` in `build/`), and commands share code only through the modules
+//! here, never by importing one another.
 
 pub mod build;
 pub mod cli;
 pub mod commands;
+pub mod duration;
+pub mod errors;
 pub mod keyfile;
 pub mod process;
 pub mod python;
-pub mod report;
+pub mod release;
+pub mod reports;
 pub mod repository;
 pub mod terminal;
 

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     match ferry::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            ferry::report::print_error(&err);
+            ferry::errors::print_error(&err);
             ExitCode::FAILURE
         }
     }

@@ -24,6 +24,16 @@ pub const SNAPSHOT_EXPIRES: &str = "30d";
 /// Default validity of a timestamp: short, so a frozen repository shows.
 pub const TIMESTAMP_EXPIRES: &str = "1d";
 
+/// `now` plus a duration as typed (`30d`).
+pub fn from_now(text: &str) -> Result<u64> {
+    Ok(now().saturating_add(crate::duration::parse_duration(text)?))
+}
+
+/// Snapshot and timestamp expiries from now, by the defaults.
+pub fn online_expiries() -> Result<(u64, u64)> {
+    Ok((from_now(SNAPSHOT_EXPIRES)?, from_now(TIMESTAMP_EXPIRES)?))
+}
+
 /// Unix seconds now.
 pub fn now() -> u64 {
     SystemTime::now()

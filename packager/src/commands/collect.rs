@@ -3,8 +3,6 @@
 //! appended as one line to the output file (then fsynced) unless its `id` is
 //! already stored, so agents may retry freely. Any 2xx answer means stored.
 
-pub use ferry_format::report::{Outcome, Report};
-use serde::Deserialize as _;
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead as _, BufReader, Read, Write};
@@ -17,32 +15,12 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 
 use crate::cli::CollectArgs;
+use crate::reports::{parse_report, Report};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
 /// Largest request head (request line and headers) accepted.
 const MAX_HEAD: usize = 16 * 1024;
-
-/// How far after the collector's clock a report may be dated.
-pub const MAX_REPORT_AHEAD: u64 = 86_400;
-
-/// Parses one report, as posted or as a stored line; one dated more than
-/// [`MAX_REPORT_AHEAD`] after now is refused.
-pub fn parse_report(bytes: &[u8]) -> Result<(Report, serde_json::Value), String> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    let report = Report::deserialize(&value).map_err(|e| e.to_string())?;
-    if report.id.is_empty() {
-        return Err("`id` is empty".into());
-    }
-    let now = crate::repository::now();
-    if report.at > now.saturating_add(MAX_REPORT_AHEAD) {
-        return Err(format!(
-            "`at` is {}, more than a day after now ({now}): a device clock far off, or a forged report that would pin the device's state",
-            report.at
-        ));
-    }
-    Ok((report, value))
-}
 
 struct Store {
     file: File,

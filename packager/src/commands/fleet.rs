@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
-use super::collect::{parse_report, Outcome, Report};
 use crate::cli::{FleetArgs, FleetCommand, FleetStatusArgs};
+use crate::reports::{parse_report, Outcome, Report};
 use crate::terminal::printable;
 
 /// Shown for a device whose version no report tells.

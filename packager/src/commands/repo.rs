@@ -14,13 +14,12 @@ use ferry_format::tuf::writer::{
 use ferry_format::tuf::{DelegatedRole, Delegations, Refresh, Targets};
 use ferry_format::{PublicKey, SecretKey};
 
-use super::publish::parse_duration;
 use crate::cli::{
     PasswordArgs, RepoArgs, RepoCommand, RepoDelegateArgs, RepoInitArgs, RepoRotateArgs,
     RepoTimestampArgs, RepoTrustArgs, RepoVerifyArgs,
 };
 use crate::keyfile;
-use crate::repository::{self, now, publics, LocalRepo, SNAPSHOT_EXPIRES, TIMESTAMP_EXPIRES};
+use crate::repository::{self, now, publics, LocalRepo, SNAPSHOT_EXPIRES};
 
 /// Runs `ferry repo …`.
 pub fn run(args: RepoArgs) -> Result<ExitCode> {
@@ -35,15 +34,6 @@ pub fn run(args: RepoArgs) -> Result<ExitCode> {
 
 fn load_keys(paths: &[std::path::PathBuf], pw: &PasswordArgs) -> Result<Vec<SecretKey>> {
     paths.iter().map(|p| keyfile::load_secret(p, pw)).collect()
-}
-
-fn in_secs(text: &str) -> Result<u64> {
-    Ok(now().saturating_add(parse_duration(text)?))
-}
-
-/// Snapshot and timestamp expiries from now, by the defaults.
-pub fn online_expiries() -> Result<(u64, u64)> {
-    Ok((in_secs(SNAPSHOT_EXPIRES)?, in_secs(TIMESTAMP_EXPIRES)?))
 }
 
 fn threshold(given: Option<u32>, keys: usize) -> Result<u32> {
@@ -69,7 +59,7 @@ fn init(args: RepoInitArgs) -> Result<ExitCode> {
     let online_pub = [online.public_key()];
     let root = root_doc(
         1,
-        in_secs(&args.expires_in)?,
+        repository::from_now(&args.expires_in)?,
         &RootKeys {
             root: (&root_pubs, t),
             targets: (&root_pubs, t),
@@ -81,10 +71,10 @@ fn init(args: RepoInitArgs) -> Result<ExitCode> {
     draft.put_root(&root, &signers);
     draft.put_role(
         "targets",
-        &empty_targets(1, in_secs(repository::TARGETS_EXPIRES)?),
+        &empty_targets(1, repository::from_now(repository::TARGETS_EXPIRES)?),
         &signers,
     );
-    let (snap, ts) = online_expiries()?;
+    let (snap, ts) = repository::online_expiries()?;
     repo.write(&draft.finish(&[&online], snap, ts)?)?;
     let root_path = repo.dir().join("metadata/1.root.json");
     eprintln!(
@@ -112,7 +102,8 @@ fn delegate(args: RepoDelegateArgs) -> Result<ExitCode> {
     let old = &set.targets().context("no trusted targets")?.doc;
     let mut targets = old.clone();
     targets.version = next_version("targets", old)?;
-    targets.expires = ferry_format::tuf::time::format_utc(in_secs(repository::TARGETS_EXPIRES)?);
+    targets.expires =
+        ferry_format::tuf::time::format_utc(repository::from_now(repository::TARGETS_EXPIRES)?);
     let delegations = targets.delegations.get_or_insert_with(|| Delegations {
         keys: Default::default(),
         roles: Vec::new(),
@@ -158,7 +149,7 @@ fn delegate(args: RepoDelegateArgs) -> Result<ExitCode> {
         doc.version = next_version(&args.app, &current.doc)?;
         draft.put_role(&args.app, &doc, &release.iter().collect::<Vec<_>>());
     }
-    let (snap, ts) = online_expiries()?;
+    let (snap, ts) = repository::online_expiries()?;
     repo.write(&draft.finish(&[&online], snap, ts)?)?;
     println!(
         "app `{}` is now released by {} key(s), {} needed",
@@ -185,7 +176,7 @@ fn rotate(args: RepoRotateArgs) -> Result<ExitCode> {
     let online_pub = [online.public_key()];
     let root = root_doc(
         next_root_version(old_root)?,
-        in_secs(&args.expires_in)?,
+        repository::from_now(&args.expires_in)?,
         &RootKeys {
             root: (&root_pubs, t),
             targets: (&root_pubs, t),
@@ -213,7 +204,7 @@ fn rotate(args: RepoRotateArgs) -> Result<ExitCode> {
         };
         draft.put_role("targets", &targets, &new_signers);
     }
-    let (snap, ts) = online_expiries()?;
+    let (snap, ts) = repository::online_expiries()?;
     repo.write(&draft.finish(&[&online], snap, ts)?)?;
     // Check what was written from the old root, as a device will.
     repo.load(&args.trust.root, None)
@@ -239,8 +230,8 @@ fn timestamp(args: RepoTimestampArgs) -> Result<ExitCode> {
     let repo = LocalRepo::new(repo);
     let set = repo.load(root, None)?;
     let online = keyfile::load_secret(timestamp_key, &args.password)?;
-    let ts_expires = in_secs(&args.expires_in)?;
-    let snap = in_secs(SNAPSHOT_EXPIRES)?.max(ts_expires);
+    let ts_expires = repository::from_now(&args.expires_in)?;
+    let snap = repository::from_now(SNAPSHOT_EXPIRES)?.max(ts_expires);
     let files = Draft::on(Some(&set)).finish(&[&online], snap, ts_expires)?;
     repo.write(&files)?;
     println!(

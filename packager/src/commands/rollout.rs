@@ -7,9 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
 
-use super::publish::{check_release_key, parse_duration, write_release};
 use crate::cli::RolloutArgs;
+use crate::duration::parse_duration;
 use crate::keyfile;
+use crate::release::{check_release_key, write_release};
 use crate::repository::{now, LocalRepo};
 
 /// Runs `ferry rollout`.
