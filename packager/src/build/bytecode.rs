@@ -12,8 +12,22 @@ use anyhow::Result;
 use crate::process;
 use crate::python::Interpreter;
 
+/// Where the `.pyc` files go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PycLayout {
+    /// `__pycache__/x.cpython-3XY.pyc`: what imports from directories read.
+    Cache,
+    /// `x.pyc` beside `x.py`: the only place zipimport looks.
+    BesideSource,
+}
+
 /// Compiles every `.py` under `dirs` (relative to `bundle`).
-pub fn compile(interp: &Interpreter, bundle: &Path, dirs: &[&str]) -> Result<()> {
+pub fn compile(
+    interp: &Interpreter,
+    bundle: &Path,
+    dirs: &[&str],
+    layout: PycLayout,
+) -> Result<()> {
     let mut cmd = Command::new(&interp.invoked);
     cmd.args([
         "-I",
@@ -28,6 +42,9 @@ pub fn compile(interp: &Interpreter, bundle: &Path, dirs: &[&str]) -> Result<()>
     ])
     .arg(bundle)
     .args(["-p", "/"]);
+    if layout == PycLayout::BesideSource {
+        cmd.arg("-b");
+    }
     let mut any = false;
     for d in dirs {
         let p = bundle.join(d);

@@ -401,7 +401,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         Mode::System if interp.enable_shared => vec![interp.instsoname.clone()],
         _ => Vec::new(),
     };
-    let report = if mode == Mode::Standalone || needs_native_bundling(&bundle)? {
+    let report = if mode == Mode::Standalone || has_elf_files(&bundle)? {
         native::require_tools()?;
         native::bundle(&bundle, &provided)?
     } else {
@@ -417,7 +417,12 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     progress.step("writing the bootstrap and precompiling bytecode");
     entry::write_bootstrap(&bundle, &name.value, &entry, (interp.major, interp.minor))?;
     let stdlib_rel = format!("python/lib/{}", interp.versioned_name());
-    bytecode::compile(&interp, &bundle, &["site-packages", "ferry", &stdlib_rel])?;
+    bytecode::compile(
+        &interp,
+        &bundle,
+        &["site-packages", "ferry", &stdlib_rel],
+        bytecode::PycLayout::Cache,
+    )?;
     if mode == Mode::Standalone {
         stdlib_zip::zip_stdlib(&interp, &bundle)?;
     }
@@ -530,8 +535,9 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether any ELF file sits in the bundle (system mode bundles libraries only then).
-fn needs_native_bundling(bundle: &Path) -> Result<bool> {
+/// Whether any ELF file sits in the bundle: system mode bundles libraries
+/// only then, and a zipapp with one must be unpacked to run.
+pub fn has_elf_files(bundle: &Path) -> Result<bool> {
     fn walk(dir: &Path) -> Result<bool> {
         for e in std::fs::read_dir(dir)? {
             let e = e?;

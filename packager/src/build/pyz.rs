@@ -14,13 +14,37 @@ use anyhow::{bail, Context as _, Result};
 use ferry_format::trusted_comment::TrustedComment;
 use ferry_format::{Prehasher, SecretKey, Signature};
 use ferry_fsutil::{write_atomic, AtomicFile};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use zip::write::SimpleFileOptions;
 
+use super::bytecode::{self, PycLayout};
 use super::entry::Entry;
 use super::settings::{Mode, Settings};
 use crate::python::Interpreter;
+
+/// The zipapp's own description, beside `__main__.py`, for `ferry inspect`.
+pub const INFO_ENTRY: &str = "ferry.json";
+
+/// What `ferry.json` in a zipapp says.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PyzInfo {
+    /// The app's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// What the zipapp runs (`module:function` or a script).
+    pub entry_point: String,
+    /// The Python `major.minor` it needs.
+    pub python: String,
+    /// SHA-256 of its files: the cache key of an extraction.
+    pub build: String,
+    /// Build time, Unix seconds.
+    pub created_at: u64,
+    /// Whether it unpacks native modules on first run.
+    pub native: bool,
+}
 
 /// zipimport's limits before Python 3.13 (no zip64).
 const MAX_ENTRIES: usize = 65_535;
@@ -86,6 +110,16 @@ pub fn finish(
     created_at: u64,
     progress: &mut dyn FnMut(&str),
 ) -> Result<ExitCode> {
+    // Precompiled, so a start with PYTHONDONTWRITEBYTECODE (usual for
+    // services and containers) does not compile every module again: beside
+    // the sources for zipimport, in __pycache__ for an unpacked tree.
+    progress("precompiling bytecode");
+    let layout = if super::has_elf_files(bundle)? {
+        PycLayout::Cache
+    } else {
+        PycLayout::BesideSource
+    };
+    bytecode::compile(interp, bundle, &["site-packages", "ferry"], layout)?;
     progress("writing the zipapp");
     let mut files = Vec::new();
     walk(bundle, Path::new(""), &mut files)?;
@@ -103,7 +137,7 @@ pub fn finish(
         content_hash.update(&bytes);
     }
     if (interp.major, interp.minor) < (3, 13)
-        && (files.len() + 1 > MAX_ENTRIES || total > MAX_BYTES)
+        && (files.len() + 2 > MAX_ENTRIES || total > MAX_BYTES)
     {
         bail!(
             "the zipapp would hold {} files and {total} bytes, beyond what zipimport reads on Python {}.{} ({MAX_ENTRIES} files, 2 GiB)\nhint: use --mode standalone or system",
@@ -148,6 +182,17 @@ pub fn finish(
         };
         zw.start_file("__main__.py", opts(0o644))?;
         zw.write_all(main.as_bytes())?;
+        let info = PyzInfo {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            entry_point: entry.display(),
+            python: format!("{}.{}", interp.major, interp.minor),
+            build: build.clone(),
+            created_at,
+            native,
+        };
+        zw.start_file(INFO_ENTRY, opts(0o644))?;
+        zw.write_all(&serde_json::to_vec_pretty(&info)?)?;
         for f in &files {
             let full = bundle.join(f);
             let meta = fs::symlink_metadata(&full)?;
@@ -201,7 +246,7 @@ pub fn finish(
             ""
         },
         fs::metadata(&output)?.len() as f64 / 1e6,
-        files.len() + 1
+        files.len() + 2
     );
     if key.is_none() {
         eprintln!(

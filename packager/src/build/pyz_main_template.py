@@ -19,17 +19,32 @@ def _cache_root():
     return "/var/cache/ferry"
 
 
+def _refuse_noexec(path, root):
+    # Extension modules cannot be mapped from a noexec mount: say so plainly
+    # instead of failing later in an import.
+    if os.statvfs(path).f_flag & getattr(os, "ST_NOEXEC", 8):
+        sys.stderr.write(
+            "ferry: cache directory %r is on a filesystem mounted noexec, where "
+            "__FERRY_NAME__'s native modules cannot load; set FERRY_CACHE_DIR to a "
+            "directory on a filesystem mounted with exec\n" % root
+        )
+        sys.exit(78)
+
+
 def _extract(archive):
     # Native extension modules cannot load from a zip: unpack once per build,
     # into a temporary sibling renamed into place.
     import tempfile
     import zipfile
 
-    base = os.path.join(_cache_root(), "__FERRY_NAME__")
+    root = _cache_root()
+    base = os.path.join(root, "__FERRY_NAME__")
     dest = os.path.join(base, _build)
     if os.path.isdir(dest):
+        _refuse_noexec(dest, root)
         return dest
     os.makedirs(base, mode=0o700, exist_ok=True)
+    _refuse_noexec(base, root)
     tmp = tempfile.mkdtemp(prefix="." + _build + ".partial-", dir=base)
     with zipfile.ZipFile(archive) as z:
         for info in z.infolist():
