@@ -385,7 +385,38 @@ fn each_bad_input_gets_one_clear_error_and_no_output() {
             vec!["--entry", "pkg:main"],
             &[
                 "cannot install the requirements",
-                "ferry-no-such-package-xyz",
+                "no release of `ferry-no-such-package-xyz",
+                "check its name and version on PyPI",
+            ],
+        ),
+        (
+            project(
+                "broken_setup",
+                base,
+                &[("setup.py", "raise SystemExit('this setup.py fails on purpose')\n")],
+            ),
+            vec!["--entry", "pkg:main"],
+            &[
+                "cannot install the requirements",
+                "not a name or version problem",
+            ],
+        ),
+        (
+            project(
+                "needs_header",
+                base,
+                &[
+                    (
+                        "setup.py",
+                        "from setuptools import Extension, setup\nsetup(ext_modules=[Extension('pkg._native', ['native.c'])])\n",
+                    ),
+                    ("native.c", "#include <ferry_no_such_header.h>\n"),
+                ],
+            ),
+            vec!["--entry", "pkg:main"],
+            &[
+                "needs the header `ferry_no_such_header.h`",
+                "apt-file search ferry_no_such_header.h",
             ],
         ),
         (
@@ -412,8 +443,11 @@ fn each_bad_input_gets_one_clear_error_and_no_output() {
             dir.display()
         );
         let stderr = String::from_utf8_lossy(&o.stderr);
+        // The installer's own output, quoted after `--- stderr ---`, may
+        // say `error:` too.
+        let ours = stderr.split("\n--- ").next().unwrap_or_default();
         assert_eq!(
-            stderr.matches("error:").count(),
+            ours.matches("error:").count(),
             1,
             "{}: want exactly one error\n{msg}",
             dir.display()
@@ -552,5 +586,189 @@ fn freezing_a_script_asks_for_every_missing_fact_at_once_before_installing() {
         String::from_utf8_lossy(&o.stderr).matches("error:").count(),
         1,
         "{msg}"
+    );
+}
+
+/// How many regular files an extracted tree holds and their bytes.
+fn regular_files(dir: &Path) -> (u64, u64) {
+    let mut total = (0, 0);
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let meta = std::fs::symlink_metadata(e.path()).unwrap();
+        if meta.is_dir() {
+            let (f, b) = regular_files(&e.path());
+            total = (total.0 + f, total.1 + b);
+        } else if meta.is_file() && e.file_name() != ".ferry-lock" {
+            // `.ferry-lock` is the launcher's run lock, not the payload's.
+            total = (total.0 + 1, total.1 + meta.len());
+        }
+    }
+    total
+}
+
+fn inspect_json(file: &Path) -> serde_json::Value {
+    let o = Command::new(common::ferry())
+        .arg("inspect")
+        .arg("--json")
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn has_distribution(contents: &serde_json::Value, name: &str) -> bool {
+    contents["distributions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["name"].as_str().unwrap().eq_ignore_ascii_case(name) && d["version"].is_string())
+}
+
+/// `ferry inspect` tells what a binary and a zipapp hold: the packages with
+/// versions, the bundled native libraries, and the disk an extraction takes.
+#[test]
+fn inspect_lists_packages_native_libraries_and_extracted_size() {
+    let bin = common::simple_api();
+    let v = inspect_json(&bin);
+    let contents = &v["contents"];
+    for name in ["flask", "requests", "simple_api"] {
+        assert!(
+            has_distribution(contents, name),
+            "{name} missing: {contents}"
+        );
+    }
+    let libs = contents["native_libraries"].as_array().unwrap();
+    assert!(
+        libs.iter()
+            .any(|l| l.as_str().unwrap().starts_with("libssl")),
+        "{libs:?}"
+    );
+    let extracted = contents["extracted_bytes"].as_u64().unwrap();
+    assert!(extracted > v["sizes"]["payload"].as_u64().unwrap(), "{v}");
+    // What inspect counts is what an extraction holds.
+    let cache = tempfile::tempdir().unwrap();
+    let o = Command::new(&bin)
+        .env("FERRY_EXTRACT_ONLY", "1")
+        .env("FERRY_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let tree = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+    let (files, bytes) = regular_files(Path::new(&tree));
+    assert_eq!(contents["files"].as_u64().unwrap(), files, "{v}");
+    assert_eq!(extracted, bytes, "{v}");
+
+    let o = Command::new(common::ferry())
+        .arg("inspect")
+        .arg(&bin)
+        .output()
+        .unwrap();
+    let human = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        human.contains("extracted:") && human.contains("  Flask 3.1.3"),
+        "{human}"
+    );
+
+    let pyz = common::built(
+        &examples::simple_api(),
+        &["--mode", "pyz"],
+        "simple_api.pyz",
+    )
+    .unwrap();
+    let v = inspect_json(&pyz);
+    assert_eq!(v["kind"], "pyz", "{v}");
+    assert_eq!(v["metadata"]["name"], "simple_api", "{v}");
+    assert_eq!(
+        v["metadata"]["version"],
+        examples::SIMPLE_API_VERSION,
+        "{v}"
+    );
+    assert_eq!(v["signature"]["state"], "unsigned", "{v}");
+    assert!(has_distribution(&v["contents"], "flask"), "{v}");
+}
+
+/// A zipapp carries its bytecode, so a start with PYTHONDONTWRITEBYTECODE
+/// (usual for services) compiles nothing: zipimport reads `.pyc` files
+/// beside the sources, an unpacked tree its `__pycache__`. A zipapp that
+/// must unpack native modules refuses a `noexec` cache plainly.
+#[test]
+fn pyz_ships_bytecode_and_refuses_a_noexec_cache_for_native_modules() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("pure");
+    std::fs::create_dir_all(p.join("pkg")).unwrap();
+    std::fs::write(
+        p.join("pyproject.toml"),
+        "[build-system]\nrequires = [\"setuptools>=61\"]\nbuild-backend = \"setuptools.build_meta\"\n[project]\nname = \"pure\"\nversion = \"1.0\"\n[project.scripts]\npure = \"pkg:main\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("pkg/__init__.py"),
+        "def main():\n    print(__file__)\n",
+    )
+    .unwrap();
+    let o = ferry_build(&p, &["--mode", "pyz"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = Command::new("python3")
+        .arg(p.join("dist/pure.pyz"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let file = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        file.trim()
+            .ends_with("pure.pyz/site-packages/pkg/__init__.pyc"),
+        "zipimport compiled the source instead of reading shipped bytecode: {file}"
+    );
+
+    let pyz = common::built(
+        &examples::simple_api(),
+        &["--mode", "pyz"],
+        "simple_api.pyz",
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let o = Command::new("python3")
+        .arg(&pyz)
+        .arg("--version")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("FERRY_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let builds: Vec<_> = std::fs::read_dir(cache.path().join("simple_api"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(builds.len(), 1, "{builds:?}");
+    let pycache = builds[0].join("site-packages/flask/__pycache__");
+    assert!(
+        std::fs::read_dir(&pycache)
+            .map(|d| d.count() > 0)
+            .unwrap_or(false),
+        "no shipped bytecode in `{}`",
+        pycache.display()
+    );
+
+    let noexec = tempfile::tempdir().unwrap();
+    let o = Command::new("unshare")
+        .args([
+            "--mount",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o noexec,size=64m ferry-noexec \"$1\" && FERRY_CACHE_DIR=\"$1\" exec python3 \"$2\" --version",
+            "sh",
+        ])
+        .arg(noexec.path())
+        .arg(&pyz)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(78), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("noexec") && stderr.contains("FERRY_CACHE_DIR"),
+        "{}",
+        text(&o)
     );
 }
