@@ -772,3 +772,120 @@ fn pyz_ships_bytecode_and_refuses_a_noexec_cache_for_native_modules() {
         text(&o)
     );
 }
+
+/// Whether an ELF file has DWARF debug sections (`readelf -S`).
+fn has_debug_sections(file: &Path) -> bool {
+    let o = Command::new("readelf")
+        .arg("-S")
+        .arg(file)
+        .output()
+        .expect("run readelf");
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).contains(".debug_info")
+}
+
+/// The files under `dir` whose names start with `prefix` and end with `.so`.
+fn shared_objects(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let ft = e.file_type().unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if ft.is_dir() {
+            found.extend(shared_objects(&e.path(), prefix));
+        } else if ft.is_file() && name.starts_with(prefix) && name.ends_with(".so") {
+            found.push(e.path());
+        }
+    }
+    found
+}
+
+/// A wheel whose extension module carries debug sections (built with `-g`):
+/// they are dropped (the log names the file), the symbols stay, and the
+/// rewritten module loads where no Python is.
+#[test]
+fn a_wheel_with_debug_sections_is_stripped_safely_and_runs_in_minimal_debian() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("dbgext");
+    std::fs::create_dir_all(p.join("dbgext")).unwrap();
+    std::fs::write(
+        p.join("pyproject.toml"),
+        "[build-system]\nrequires = [\"setuptools>=61\"]\nbuild-backend = \"setuptools.build_meta\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("setup.py"),
+        "from setuptools import Extension, setup\n\nsetup(\n    name=\"dbgext\",\n    version=\"1.0.0\",\n    packages=[\"dbgext\"],\n    ext_modules=[Extension(\"dbgext._fast\", [\"dbgext/_fast.c\"], extra_compile_args=[\"-g\", \"-O1\"])],\n    entry_points={\"console_scripts\": [\"dbgext = dbgext:main\"]},\n)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("dbgext/_fast.c"),
+        "#include <Python.h>\n\nstatic PyObject *triangle(PyObject *self, PyObject *arg) {\n    long n = PyLong_AsLong(arg), sum = 0;\n    for (long i = 1; i <= n; i++) sum += i;\n    return PyLong_FromLong(sum);\n}\n\nstatic PyMethodDef methods[] = {{\"triangle\", triangle, METH_O, \"1 + ... + n\"}, {NULL, NULL, 0, NULL}};\nstatic struct PyModuleDef module = {PyModuleDef_HEAD_INIT, \"_fast\", NULL, -1, methods};\nPyMODINIT_FUNC PyInit__fast(void) { return PyModule_Create(&module); }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("dbgext/__init__.py"),
+        "from dbgext._fast import triangle\n\n\ndef main():\n    print(\"triangle\", triangle(100))\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out/dbgext");
+    let o = ferry_build(
+        dir.path(),
+        &[p.to_str().unwrap(), "-o", out.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("debug sections dropped") && l.contains("dbgext/_fast.cpython-")),
+        "the log does not name the wheel's rewritten module: {log}"
+    );
+
+    let cache = tempfile::tempdir().unwrap();
+    let o = Command::new(&out)
+        .env("FERRY_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let libs = shared_objects(cache.path(), "_fast");
+    assert_eq!(libs.len(), 1, "{libs:?}");
+    assert!(
+        !has_debug_sections(&libs[0]),
+        "`{}` still carries debug sections",
+        libs[0].display()
+    );
+
+    let root = rootfs::minimal_debian().unwrap();
+    let o = rootfs::run_in(&root, &out, &[], &[]).unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("triangle 5050"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A pure-Python console script frozen straight from PyPI in one command:
+/// its name comes from the script, its version from the distribution.
+#[test]
+fn a_console_script_from_pypi_is_frozen_in_one_command_and_runs_in_minimal_debian() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = ferry_build(
+        dir.path(),
+        &["--with", "pyflakes==3.2.0", "--entry", "pyflakes"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let bin = dir.path().join("dist/pyflakes");
+    let info = inspect_json(&bin);
+    assert_eq!(info["metadata"]["name"], "pyflakes", "{info}");
+    assert_eq!(info["metadata"]["version"], "3.2.0", "{info}");
+
+    let root = rootfs::minimal_debian().unwrap();
+    let o = rootfs::run_in(&root, &bin, &["--version"], &[]).unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("3.2.0"),
+        "{}",
+        text(&o)
+    );
+}

@@ -210,6 +210,27 @@ fn resolve_entry(
             );
         }
     }
+    if let Some(dist) = project_dist(contents, project) {
+        let scripts = &dist.scripts;
+        let chosen = if scripts.len() == 1 {
+            scripts.values().next()
+        } else {
+            name.and_then(|n| scripts.get(n))
+        };
+        if let Some(target) = chosen {
+            let e = entry::parse_function(target).with_context(|| {
+                format!("console script `{target}` of the installed project `{}` is not module:function", dist.name)
+            })?;
+            return Ok((e, Source::Installed));
+        }
+        if scripts.len() > 1 {
+            bail!(
+                "the project `{}` declares several console scripts ({}); ferry cannot tell which one starts the app\nhint: pass --entry NAME or set `entry` in ferry.toml",
+                dist.name,
+                scripts.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
     if project.and_then(|p| p.run_py.as_ref()).is_some() {
         let spec = Sourced {
             value: "run.py".to_owned(),
@@ -413,6 +434,9 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             report.bundled.join(", ")
         );
     }
+    if let Some(line) = describe_stripped(&report.debug_stripped) {
+        eprintln!("ferry: {line}");
+    }
 
     progress.step("writing the bootstrap and precompiling bytecode");
     entry::write_bootstrap(&bundle, &name.value, &entry, (interp.major, interp.minor))?;
@@ -535,6 +559,35 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One line on the debug sections dropped, naming the installed packages'
+/// files (the interpreter's own are only counted): those are the rewrites a
+/// user may want to know of.
+fn describe_stripped(stripped: &[(PathBuf, u64)]) -> Option<String> {
+    if stripped.is_empty() {
+        return None;
+    }
+    let total: u64 = stripped.iter().map(|(_, saved)| saved).sum();
+    let packages: Vec<String> = stripped
+        .iter()
+        .filter_map(|(rel, _)| rel.strip_prefix("site-packages").ok())
+        .map(|rel| rel.display().to_string())
+        .collect();
+    let named = match packages.len() {
+        0 => String::new(),
+        n if n <= 5 => format!("; of the packages: {}", packages.join(", ")),
+        n => format!(
+            "; of the packages: {} and {} more",
+            packages[..5].join(", "),
+            n - 5
+        ),
+    };
+    Some(format!(
+        "debug sections dropped from {} files ({:.1} MB saved; symbols kept){named}",
+        stripped.len(),
+        total as f64 / 1e6
+    ))
+}
+
 /// Whether any ELF file sits in the bundle: system mode bundles libraries
 /// only then, and a zipapp with one must be unpacked to run.
 pub fn has_elf_files(bundle: &Path) -> Result<bool> {
@@ -578,4 +631,29 @@ pub fn output_path(settings: &Settings, name: &str, mode: Mode) -> PathBuf {
 /// Lets the zipapp path report progress through the same printer.
 fn progress_adapter(p: &mut Progress) -> impl FnMut(&str) + '_ {
     move |s| p.step(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stripped_files_of_the_packages_are_named_the_interpreters_counted() {
+        assert_eq!(describe_stripped(&[]), None);
+        let line = describe_stripped(&[
+            (PathBuf::from("python/lib/libpython3.11.so.1.0"), 20_000_000),
+            (PathBuf::from("site-packages/pkg/_fast.so"), 500_000),
+        ])
+        .unwrap();
+        assert_eq!(
+            line,
+            "debug sections dropped from 2 files (20.5 MB saved; symbols kept); of the packages: pkg/_fast.so"
+        );
+        let many: Vec<_> = (0..7)
+            .map(|i| (PathBuf::from(format!("site-packages/m{i}.so")), 1))
+            .collect();
+        assert!(describe_stripped(&many)
+            .unwrap()
+            .ends_with("m0.so, m1.so, m2.so, m3.so, m4.so and 2 more"));
+    }
 }

@@ -54,6 +54,9 @@ pub struct NativeReport {
     pub bundled: Vec<String>,
     /// Newest `GLIBC_x.y` version needed, e.g. `2.34`.
     pub glibc_floor: Option<String>,
+    /// Files whose debug sections were dropped (bundle-relative), with the
+    /// bytes each lost, so the build log says what was rewritten.
+    pub debug_stripped: Vec<(PathBuf, u64)>,
 }
 
 struct ElfInfo {
@@ -348,7 +351,17 @@ pub fn bundle(bundle: &Path, provided: &[String]) -> Result<NativeReport> {
     // stripped already, and rewriting them gains nothing and can break them
     // (numpy's OpenBLAS after strip: misaligned load segments).
     stripped.retain(|rel| infos[rel].has_debug);
+    let sizes_before = stripped
+        .iter()
+        .map(|rel| Ok(fs::metadata(bundle.join(rel))?.len()))
+        .collect::<Result<Vec<u64>>>()?;
     strip_debug(bundle, &stripped)?;
+    for (rel, before) in stripped.iter().zip(sizes_before) {
+        let after = fs::metadata(bundle.join(rel))?.len();
+        report
+            .debug_stripped
+            .push((rel.clone(), before.saturating_sub(after)));
+    }
     for (rel, dirs) in &wanted_dirs {
         let dir = rel.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut entries: Vec<String> = infos[rel]

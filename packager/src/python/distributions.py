@@ -1,5 +1,6 @@
 # Asked by ferry after installing: the distributions in a site-packages
-# directory and the console scripts they declare.
+# directory and the console scripts they declare (each one's own, and all
+# of them by name).
 import importlib.metadata as md
 import json
 import sys
@@ -13,8 +14,8 @@ for d in md.distributions(path=[site]):
         url = (json.loads(d.read_text("direct_url.json") or "null") or {}).get("url")
     except Exception:
         pass
-    dists.append({"name": d.metadata["Name"], "version": d.version, "url": url})
-    for ep in d.entry_points:
-        if ep.group == "console_scripts":
-            scripts.setdefault(ep.name, ep.value)
+    own = {ep.name: ep.value for ep in d.entry_points if ep.group == "console_scripts"}
+    dists.append({"name": d.metadata["Name"], "version": d.version, "url": url, "scripts": own})
+    for name, value in own.items():
+        scripts.setdefault(name, value)
 print(json.dumps({"dists": dists, "console_scripts": scripts}))

@@ -109,6 +109,10 @@ pub struct Distribution {
     pub version: String,
     /// `direct_url.json`'s URL, set for projects installed from a path.
     pub url: Option<String>,
+    /// Its own console scripts, name → `module:attr` (a setup.py project's
+    /// `entry_points` are known only this way).
+    #[serde(default)]
+    pub scripts: BTreeMap<String, String>,
 }
 
 /// Distributions and console scripts of a site-packages directory.
