@@ -249,13 +249,15 @@ fn fill<R: Read>(
     Ok(run_lock)
 }
 
-/// Removes `.<build id>.partial-*` trees. Only call while holding the build's
-/// extract lock: then every one of them is a killed run's leftover.
-pub fn remove_partials(name_dir: &Path, build_id: &str) {
+/// Removes `.<build id>.partial-*` trees and says how many. Only call while
+/// holding the build's extract lock: then every one of them is a killed
+/// run's leftover.
+pub fn remove_partials(name_dir: &Path, build_id: &str) -> usize {
     let prefix: OsString = format!(".{build_id}.partial-").into();
     let Ok(entries) = fs::read_dir(name_dir) else {
-        return;
+        return 0;
     };
+    let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
         if name
@@ -264,9 +266,12 @@ pub fn remove_partials(name_dir: &Path, build_id: &str) {
         {
             trace!("removing leftover `{}`", entry.path().display());
             // Best effort: a tree we cannot remove is only wasted space.
-            let _ = fs::remove_dir_all(entry.path());
+            if fs::remove_dir_all(entry.path()).is_ok() {
+                removed += 1;
+            }
         }
     }
+    removed
 }
 
 #[cfg(test)]

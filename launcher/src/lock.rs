@@ -133,6 +133,27 @@ pub fn try_lock_unused(path: &Path) -> io::Result<Option<File>> {
     }
 }
 
+/// Whether an app runs from the tree whose run lock is at `path`: a running
+/// app holds it shared, so an exclusive try fails. Opens read-only and never
+/// creates the file (a tree without one has never been run from); the probe's
+/// lock is released at once.
+pub fn is_in_use(path: &Path) -> io::Result<bool> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(false),
+        Err(fs::TryLockError::WouldBlock) => Ok(true),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 /// Keeps `file` open across `exec` (clears close-on-exec) and gives up
 /// ownership, so its lock lives exactly as long as the app does.
 pub fn keep_across_exec(file: File) -> io::Result<RawFd> {
@@ -180,6 +201,22 @@ mod tests {
         drop(held);
         let (ino, lock) = waiter.join().unwrap();
         assert_eq!(ino, lock._file.metadata().unwrap().ino());
+    }
+
+    #[test]
+    fn in_use_probe_neither_creates_nor_keeps_a_lock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(".ferry-lock");
+        assert!(!is_in_use(&path).unwrap());
+        assert!(!path.exists(), "the probe created the lock file");
+        let run = create_run_lock(&path, false).unwrap();
+        assert!(is_in_use(&path).unwrap());
+        drop(run);
+        assert!(!is_in_use(&path).unwrap());
+        assert!(
+            try_lock_unused(&path).unwrap().is_some(),
+            "the probe kept its lock"
+        );
     }
 
     #[test]

@@ -76,86 +76,141 @@ fn pid_alive(pid: u32) -> bool {
     io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
+/// The finished builds in `<root>/<name>/`, newest first (by the mtime of
+/// the tree's top, which is when it was made: nothing in a running app
+/// writes there), ties broken by id.
+pub fn builds(name_dir: &Path) -> io::Result<Vec<(SystemTime, String)>> {
+    let mut builds = Vec::new();
+    for entry in fs::read_dir(name_dir)?.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if classify(name) != Kind::Build {
+            continue;
+        }
+        let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if meta.is_dir() {
+            builds.push((
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                name.to_owned(),
+            ));
+        }
+    }
+    builds.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    Ok(builds)
+}
+
 /// Prunes `<root>/<name>/` after `current` was extracted.
 pub fn prune(name_dir: &Path, current: &str) {
-    let entries = match fs::read_dir(name_dir) {
-        Ok(entries) => entries,
+    let builds = match builds(name_dir) {
+        Ok(builds) => builds,
         Err(e) => {
             trace!("prune: cannot list `{}`: {e}", name_dir.display());
             return;
         }
     };
-    let mut builds: Vec<(SystemTime, String)> = Vec::new();
+    // The current build takes one of the KEEP places.
+    let older = builds.iter().filter(|(_, id)| id != current);
+    for (_, id) in older.skip(KEEP.saturating_sub(1)) {
+        match remove_build(name_dir, id) {
+            Removal::Removed(_) => trace!("prune: removed build {id}"),
+            other => trace!("prune: keeping build {id}: {other:?}"),
+        }
+    }
+    remove_leftovers(name_dir, Some(current));
+}
+
+/// Removes what killed runs left in `<root>/<name>/`: partial trees of builds
+/// not being extracted now (never `current`'s), and trash whose pruner is
+/// dead. Returns how many were removed.
+pub fn remove_leftovers(name_dir: &Path, current: Option<&str>) -> usize {
+    let Ok(entries) = fs::read_dir(name_dir) else {
+        return 0;
+    };
+    let mut removed = 0;
     let mut partial_ids: Vec<String> = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         match classify(name) {
-            Kind::Build if name != current => {
-                // A build dir's mtime is when it was made: nothing in a
-                // running app writes at the top of its tree.
-                let Ok(meta) = fs::symlink_metadata(entry.path()) else {
-                    continue;
-                };
-                if meta.is_dir() {
-                    builds.push((
-                        meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                        name.into(),
-                    ));
-                }
-            }
-            Kind::Build | Kind::Other => {}
-            Kind::Partial(id) if id != current && !partial_ids.iter().any(|p| p == id) => {
+            Kind::Partial(id) if Some(id) != current && !partial_ids.iter().any(|p| p == id) => {
                 partial_ids.push(id.to_owned());
             }
-            Kind::Partial(_) => {}
             Kind::Trash(pid) if !pid_alive(pid) => {
                 trace!("prune: removing leftover `{name}`");
-                let _ = fs::remove_dir_all(entry.path());
+                if fs::remove_dir_all(entry.path()).is_ok() {
+                    removed += 1;
+                }
             }
-            Kind::Trash(_) => {}
+            _ => {}
         }
-    }
-    // Newest first; the current build takes one of the KEEP places.
-    builds.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    for (_, id) in builds.iter().skip(KEEP.saturating_sub(1)) {
-        remove_build(name_dir, id);
     }
     for id in partial_ids {
         // Holding the build's extract lock proves no run is filling its partials.
         match ExtractLock::try_acquire(&sibling(name_dir, &id, "lock")) {
-            Ok(Some(_guard)) => crate::cache::remove_partials(name_dir, &id),
+            Ok(Some(_guard)) => removed += crate::cache::remove_partials(name_dir, &id),
             Ok(None) => trace!("prune: build {id} is being extracted; its partial tree stays"),
             Err(e) => trace!("prune: cannot lock build {id}: {e}"),
         }
     }
+    removed
 }
 
-fn remove_build(name_dir: &Path, id: &str) {
+/// What became of a build that was to be removed.
+#[derive(Debug)]
+pub enum Removal {
+    /// Removed; it held this many bytes in regular files.
+    Removed(u64),
+    /// An app runs from it; it stays.
+    InUse,
+    /// It was not there (another pruner was first).
+    Gone,
+    /// It could not be locked, moved aside or removed.
+    Failed(io::Error),
+}
+
+/// Removes the build `id` unless an app runs from it: with its run lock held
+/// exclusively, the tree is renamed to `.<id>.trash-<pid>` (so no new run
+/// picks it up) and then removed.
+pub fn remove_build(name_dir: &Path, id: &str) -> Removal {
     let dir = name_dir.join(id);
     if !dir.is_dir() {
-        return;
+        return Removal::Gone;
     }
     let _held = match lock::try_lock_unused(&dir.join(RUN_LOCK_NAME)) {
         Ok(Some(held)) => held,
-        Ok(None) => {
-            trace!("prune: keeping `{}`: in use", dir.display());
-            return;
-        }
-        Err(e) => {
-            trace!("prune: keeping `{}`: cannot lock: {e}", dir.display());
-            return;
-        }
+        Ok(None) => return Removal::InUse,
+        Err(e) => return Removal::Failed(e),
     };
+    let bytes = tree_bytes(&dir);
     let trash = sibling(name_dir, id, &format!("trash-{}", std::process::id()));
     if let Err(e) = fs::rename(&dir, &trash) {
-        trace!("prune: cannot move `{}` aside: {e}", dir.display());
-        return;
+        return Removal::Failed(e);
     }
     match fs::remove_dir_all(&trash) {
-        Ok(()) => trace!("prune: removed build {id}"),
-        Err(e) => trace!("prune: cannot remove `{}`: {e}", trash.display()),
+        Ok(()) => Removal::Removed(bytes),
+        Err(e) => Removal::Failed(e),
     }
+}
+
+/// Bytes held by the regular files under `dir` (symlinks not followed).
+pub fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut total = 0;
+    for entry in entries.flatten() {
+        let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if meta.is_dir() {
+            total += tree_bytes(&entry.path());
+        } else if meta.is_file() {
+            total += meta.len();
+        }
+    }
+    total
 }
 
 #[cfg(test)]

@@ -65,6 +65,13 @@ pub enum Command {
     Collect(CollectArgs),
     /// Look at the fleet through the collected reports.
     Fleet(FleetArgs),
+    /// List or prune the extractions of ferry binaries run by hand.
+    ///
+    /// Each binary unpacks once into the cache (`$FERRY_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/ferry`, else `~/.cache/ferry`); the launcher keeps
+    /// the 3 newest builds of each app. An extraction an app runs from is
+    /// never removed (its run lock tells). ferryd prunes its own.
+    Cache(CacheArgs),
 }
 
 /// Where the secret key's password comes from.
@@ -458,4 +465,57 @@ pub struct FleetStatusArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `ferry cache`.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+/// `ferry cache` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List every app's extractions: build, size, when made, whether in use.
+    List(CacheListArgs),
+    /// Remove extractions no app runs from, and what killed runs left.
+    Prune(CachePruneArgs),
+}
+
+/// Which cache `ferry cache` looks at.
+#[derive(Debug, Args)]
+pub struct CacheDirArgs {
+    /// The cache root (default: the one a binary run here would use).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// `ferry cache list`.
+#[derive(Debug, Args)]
+pub struct CacheListArgs {
+    /// Which cache.
+    #[command(flatten)]
+    pub cache: CacheDirArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ferry cache prune`.
+#[derive(Debug, Args)]
+pub struct CachePruneArgs {
+    /// Which cache.
+    #[command(flatten)]
+    pub cache: CacheDirArgs,
+    /// Keep the N newest builds of each app; 0 removes every one not in use.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep: usize,
+    /// Only this app's extractions.
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
+    /// Say what would be removed without removing it.
+    #[arg(long)]
+    pub dry_run: bool,
 }

@@ -31,5 +31,6 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Repo(args) => commands::repo::run(args),
         cli::Command::Collect(args) => commands::collect::run(args),
         cli::Command::Fleet(args) => commands::fleet::run(args),
+        cli::Command::Cache(args) => commands::cache::run(args),
     }
 }

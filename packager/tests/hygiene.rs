@@ -78,12 +78,14 @@ fn every_read_only_command_survives_a_closed_stdout() {
     make_named_container(&p.join("bin"), "demo", "1.0.0");
     ok(ferry(p, &["sign", "bin", "--key", "ferry.key"], &[]));
     std::fs::write(p.join("r.jsonl"), "").unwrap();
-    let commands: [&[&str]; 8] = [
+    let commands: [&[&str]; 10] = [
         &["inspect", "bin"],
         &["inspect", "bin", "--json"],
         &["verify", "bin", "--pubkey", "ferry.pub"],
         &["fleet", "status", "--reports", "r.jsonl"],
         &["repo", "verify", "--repo", "repo", "--root", "root.json"],
+        &["cache", "list", "--dir", "."],
+        &["cache", "list", "--dir", ".", "--json"],
         &["--help"],
         &["build", "--help"],
         &["--version"],

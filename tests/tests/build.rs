@@ -889,3 +889,95 @@ fn a_console_script_from_pypi_is_frozen_in_one_command_and_runs_in_minimal_debia
         text(&o)
     );
 }
+
+fn ferry_cache(cache: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(common::ferry())
+        .arg("cache")
+        .args(args)
+        .arg("--dir")
+        .arg(cache)
+        .output()
+        .unwrap()
+}
+
+/// `(build id, in use)` of every extraction `ferry cache list --json` shows.
+fn cache_listing(cache: &Path) -> Vec<(String, bool)> {
+    let o = ferry_cache(cache, &["list", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    doc["extractions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["app"], "simple_api", "{e}");
+            (
+                e["build_id"].as_str().unwrap().to_owned(),
+                e["in_use"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Extractions of binaries run by hand: `ferry cache list` tells which one
+/// an app runs from, `ferry cache prune` removes the others and what a
+/// killed run left, and removes the last one only once its app has exited.
+#[test]
+fn cache_prune_removes_extractions_no_app_runs_from() {
+    let standalone = common::simple_api();
+    let system =
+        common::built(&examples::simple_api(), &["--mode", "system"], "simple_api").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let o = Command::new(&system)
+        .arg("--version")
+        .env("FERRY_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let port = server::free_port().unwrap();
+    let mut serving = Command::new(&standalone)
+        .env("FERRY_CACHE_DIR", cache.path())
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let health = format!("http://127.0.0.1:{port}/health");
+    server::wait_http_while(&health, Duration::from_secs(60), &mut serving).unwrap();
+
+    let listed = cache_listing(cache.path());
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(
+        listed.iter().filter(|(_, in_use)| *in_use).count(),
+        1,
+        "{listed:?}"
+    );
+    let (running, _) = listed.iter().find(|(_, in_use)| *in_use).unwrap().clone();
+    let leftover = cache
+        .path()
+        .join(format!("simple_api/.{running}.partial-4000000"));
+    std::fs::create_dir_all(leftover.join("ferry")).unwrap();
+
+    let o = ferry_cache(cache.path(), &["prune", "--dry-run"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(cache_listing(cache.path()).len(), 2, "a dry run removed");
+
+    let o = ferry_cache(cache.path(), &["prune"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("removed 1 extractions") && out.contains("1 in use kept"),
+        "{out}"
+    );
+    assert!(out.contains("1 leftovers of killed runs removed"), "{out}");
+    assert!(!leftover.exists(), "the killed run's partial tree stays");
+    assert_eq!(cache_listing(cache.path()), vec![(running.clone(), true)]);
+    let (status, _) = server::get(&health).unwrap();
+    assert_eq!(status, 200, "the app stopped serving after the prune");
+
+    serving.kill().unwrap();
+    serving.wait().unwrap();
+    let o = ferry_cache(cache.path(), &["prune"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(cache_listing(cache.path()), vec![]);
+}

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod cache;
 pub mod collect;
 pub mod fleet;
 pub mod inspect;
