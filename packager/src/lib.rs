@@ -9,6 +9,7 @@ pub mod commands;
 pub mod duration;
 pub mod errors;
 pub mod keyfile;
+pub mod log;
 pub mod process;
 pub mod python;
 pub mod release;

@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
-use std::io::{BufRead as _, BufReader, Read};
+use std::io::{BufRead as _, BufReader, Read, Write as _};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -89,7 +89,11 @@ pub fn output_echoing(cmd: &mut Command, echo: Option<&str>) -> Result<Output> {
             let mut all = Vec::new();
             if let Some(stream) = stream {
                 for line in BufReader::new(stream).split(b'\n').map_while(|l| l.ok()) {
-                    eprintln!("{prefix}{}", String::from_utf8_lossy(&line).trim_end());
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
+                        "{prefix}{}",
+                        String::from_utf8_lossy(&line).trim_end()
+                    );
                     all.extend_from_slice(&line);
                     all.push(b'\n');
                 }

@@ -372,6 +372,18 @@ fn each_bad_input_gets_one_clear_error_and_no_output() {
             &["no entry point", "hint:"],
         ),
         (
+            project(
+                "bad_level",
+                &format!("{base}[tool.ferry]\ncompression-level = 23\n"),
+                &[],
+            ),
+            vec!["--entry", "pkg:main"],
+            &[
+                "compression level 23 (from [tool.ferry] in `pyproject.toml`)",
+                "1 (fastest) to 22",
+            ],
+        ),
+        (
             project("missing_req", base, &[]),
             vec!["--requirements", "nope.txt", "--entry", "pkg:main"],
             &["nope.txt", "does not exist"],

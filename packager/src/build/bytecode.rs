@@ -9,6 +9,7 @@ use std::process::Command;
 
 use anyhow::Result;
 
+use crate::log;
 use crate::process;
 use crate::python::Interpreter;
 
@@ -59,7 +60,7 @@ pub fn compile(
     if let Err(e) = process::run(&mut cmd) {
         // Some packages ship files that are not valid Python (templates, Python 2
         // leftovers): those stay uncompiled, as pip leaves them too.
-        eprintln!("ferry: note: some files were not precompiled: {e:#}");
+        log::note(format!("some files were not precompiled: {e:#}"));
     }
     Ok(())
 }

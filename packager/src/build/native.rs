@@ -431,6 +431,30 @@ fn normalize(p: &Path) -> PathBuf {
     out
 }
 
+/// Whether any ELF file sits in the bundle: system mode bundles libraries
+/// only then, and a zipapp with one must be unpacked to run.
+pub fn has_elf_files(bundle: &Path) -> Result<bool> {
+    fn walk(dir: &Path) -> Result<bool> {
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            let ft = e.file_type()?;
+            if ft.is_dir() {
+                if walk(&e.path())? {
+                    return Ok(true);
+                }
+            } else if ft.is_file() {
+                let mut magic = [0u8; 4];
+                use std::io::Read as _;
+                if fs::File::open(e.path())?.read(&mut magic)? == 4 && &magic == b"\x7fELF" {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+    walk(bundle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,9 @@ use zip::write::SimpleFileOptions;
 
 use super::bytecode::{self, PycLayout};
 use super::entry::Entry;
+use super::identity::Identity;
 use super::settings::{Mode, Settings};
+use crate::log::{self, Progress};
 use crate::python::Interpreter;
 
 /// The zipapp's own description, beside `__main__.py`, for `ferry inspect`.
@@ -97,30 +99,35 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// How many progress steps [`finish`] announces.
+pub const STEPS: usize = 2;
+
 /// Writes the zipapp (and its signature) for an installed bundle.
-#[allow(clippy::too_many_arguments)]
 pub fn finish(
     settings: &Settings,
     interp: &Interpreter,
     bundle: &Path,
-    name: &str,
-    version: &str,
-    entry: &Entry,
+    identity: &Identity,
     key: Option<&SecretKey>,
     created_at: u64,
-    progress: &mut dyn FnMut(&str),
+    progress: &mut Progress,
 ) -> Result<ExitCode> {
+    let (name, version, entry) = (
+        identity.name.value.as_str(),
+        identity.version.value.as_str(),
+        &identity.entry,
+    );
     // Precompiled, so a start with PYTHONDONTWRITEBYTECODE (usual for
     // services and containers) does not compile every module again: beside
     // the sources for zipimport, in __pycache__ for an unpacked tree.
-    progress("precompiling bytecode");
-    let layout = if super::has_elf_files(bundle)? {
+    progress.step("precompiling bytecode");
+    let layout = if super::native::has_elf_files(bundle)? {
         PycLayout::Cache
     } else {
         PycLayout::BesideSource
     };
     bytecode::compile(interp, bundle, &["site-packages", "ferry"], layout)?;
-    progress("writing the zipapp");
+    progress.step("writing the zipapp");
     let mut files = Vec::new();
     walk(bundle, Path::new(""), &mut files)?;
     let mut native = false;
@@ -235,9 +242,10 @@ pub fn finish(
     }
     out.commit()
         .with_context(|| format!("cannot write `{}`", output.display()))?;
-    eprintln!(
-        "ferry: built `{}`: {name} {version} (pyz, Python {}.{}{}), {:.1} MB, {} files",
+    log::note(format!(
+        "built `{}` in {:.1}s: {name} {version} (pyz, Python {}.{}{}), {:.1} MB, {} files",
         output.display(),
+        progress.elapsed_secs(),
         interp.major,
         interp.minor,
         if native {
@@ -247,12 +255,12 @@ pub fn finish(
         },
         fs::metadata(&output)?.len() as f64 / 1e6,
         files.len() + 2
-    );
+    ));
     if key.is_none() {
-        eprintln!(
-            "ferry: the zipapp is UNSIGNED; sign it with `ferry sign {} --key KEY`",
+        log::note(format!(
+            "the zipapp is UNSIGNED; sign it with `ferry sign {} --key KEY`",
             output.display()
-        );
+        ));
     }
     println!("{}", output.display());
     Ok(ExitCode::SUCCESS)

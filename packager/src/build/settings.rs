@@ -108,7 +108,7 @@ pub struct Settings {
     /// Output path, if given.
     pub output: Option<Sourced<PathBuf>>,
     /// zstd level.
-    pub compression_level: i32,
+    pub compression_level: Sourced<i32>,
     /// Build add-ons, by name.
     pub addons: Vec<(String, AddonConfig)>,
 }
@@ -228,13 +228,21 @@ impl Settings {
             (ft.output.clone().map(|o| dir.join(o)), Source::FerryToml),
             (tf.output.clone().map(|o| dir.join(o)), Source::ToolFerry),
         ]);
-        let compression_level = args
-            .compression_level
-            .or(ft.compression_level)
-            .or(tf.compression_level)
-            .unwrap_or(DEFAULT_COMPRESSION_LEVEL);
-        if !(1..=22).contains(&compression_level) {
-            bail!("compression level {compression_level} is outside 1..=22");
+        let compression_level = pick(&[
+            (args.compression_level, Source::Flag("--compression-level")),
+            (ft.compression_level, Source::FerryToml),
+            (tf.compression_level, Source::ToolFerry),
+        ])
+        .unwrap_or(Sourced {
+            value: DEFAULT_COMPRESSION_LEVEL,
+            source: Source::Default,
+        });
+        if !(1..=22).contains(&compression_level.value) {
+            bail!(
+                "compression level {} ({}) is outside 1..=22\nhint: use 1 (fastest) to 22 (smallest); the default is {DEFAULT_COMPRESSION_LEVEL}",
+                compression_level.value,
+                compression_level.source
+            );
         }
         let addons = if !ft.build.is_empty() {
             &ft.build

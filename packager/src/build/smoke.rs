@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 
 use super::entry::Entry;
+use crate::log;
 
 /// Longest the check may take (a cold start unpacks the payload first).
 const TIMEOUT: Duration = Duration::from_secs(300);
@@ -56,10 +57,10 @@ pub fn check_starts(binary: &Path, cache: &Path, entry: &Entry) -> Result<()> {
     if status.code() == Some(78) && stderr.contains("FERRY_CACHE_DIR") {
         // The build machine's temporary directory cannot hold an extraction
         // (noexec, say): the check cannot run here, the binary may be fine.
-        eprintln!(
-            "ferry: warning: the start-up check could not run on this machine: {}",
+        log::warn(format!(
+            "the start-up check could not run on this machine: {}",
             stderr.trim()
-        );
+        ));
         return Ok(());
     }
     let tail: Vec<&str> = stderr.lines().rev().take(12).collect();

@@ -10,6 +10,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 
 use super::addons::copy_path;
+use crate::log;
 use crate::python::Interpreter;
 
 /// Standard library entries left out: tests, GUI toolkits, installers, the
@@ -77,10 +78,8 @@ fn copy_filtered(from: &Path, to: &Path, rel: &str) -> Result<()> {
             continue;
         }
         if rel.is_empty() && DISTRIBUTION_HOOKS.contains(&name.as_str()) {
-            eprintln!(
-                "ferry: left out `{}` of the build interpreter: a distribution's hook that assumes the build host",
-                e.path().display()
-            );
+            log::note(format!("left out `{}` of the build interpreter: a distribution's hook that assumes the build host",
+                e.path().display()));
             continue;
         }
         let ft = e.file_type()?;
@@ -95,11 +94,11 @@ fn copy_filtered(from: &Path, to: &Path, rel: &str) -> Result<()> {
                     fs::copy(e.path(), to.join(&name))
                         .with_context(|| format!("cannot copy `{}`", e.path().display()))?;
                 }
-                _ => eprintln!(
-                    "ferry: left out `{}`: a link to `{}`, which is not a file here",
+                _ => log::note(format!(
+                    "left out `{}`: a link to `{}`, which is not a file here",
                     e.path().display(),
                     fs::read_link(e.path())?.display()
-                ),
+                )),
             }
         } else {
             copy_path(&e.path(), &to.join(&name))?;

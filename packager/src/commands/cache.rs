@@ -15,6 +15,7 @@ use ferry_launcher::{cache_root, lock, prune};
 use serde::Serialize;
 
 use crate::cli::{CacheArgs, CacheCommand, CacheDirArgs, CacheListArgs, CachePruneArgs};
+use crate::log;
 use crate::terminal::printable;
 
 /// One extraction.
@@ -191,7 +192,7 @@ fn prune_cache(args: CachePruneArgs) -> Result<ExitCode> {
             prune::Removal::Gone => {}
             prune::Removal::Failed(err) => {
                 done.failed += 1;
-                eprintln!("ferry: cannot remove {label}: {err}");
+                log::note(format!("cannot remove {label}: {err}"));
             }
         }
     }

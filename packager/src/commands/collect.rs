@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 
 use crate::cli::CollectArgs;
+use crate::log;
 use crate::reports::{parse_report, Report};
 
 /// Largest request body accepted.
@@ -53,7 +54,7 @@ impl Store {
                             ids.insert(r.id);
                         }
                         Err(e) => {
-                            eprintln!("warning: `{}` line {n} is skipped: {e}", path.display())
+                            log::warn(format!("`{}` line {n} is skipped: {e}", path.display()))
                         }
                     }
                 }
@@ -96,12 +97,12 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
     let store = Arc::new(Mutex::new(Store::open(&args.out)?));
     let listener = TcpListener::bind(&args.listen)
         .with_context(|| format!("cannot listen on `{}`", args.listen))?;
-    eprintln!("listening on {}", listener.local_addr()?);
+    log::note(format!("listening on {}", listener.local_addr()?));
     for conn in listener.incoming() {
         let stream = match conn {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("warning: accept failed: {e}");
+                log::warn(format!("accept failed: {e}"));
                 continue;
             }
         };
@@ -215,7 +216,7 @@ fn handle(mut stream: TcpStream, store: &Mutex<Store>) -> std::io::Result<()> {
         Ok(true) => respond(&mut stream, "200 OK", "stored"),
         Ok(false) => respond(&mut stream, "200 OK", "already stored"),
         Err((e, path)) => {
-            eprintln!("error: cannot append to `{}`: {e}", path.display());
+            log::error(format!("cannot append to `{}`: {e}", path.display()));
             respond(&mut stream, "500 Internal Server Error", "cannot store")
         }
     }

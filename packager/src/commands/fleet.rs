@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use crate::cli::{FleetArgs, FleetCommand, FleetStatusArgs};
+use crate::log;
 use crate::reports::{parse_report, Outcome, Report};
 use crate::terminal::printable;
 
@@ -90,11 +91,11 @@ fn status(args: FleetStatusArgs) -> Result<ExitCode> {
         }
         match parse_report(&line) {
             Ok((r, _)) => reports.push(r),
-            Err(e) => eprintln!(
-                "warning: `{}` line {} is skipped: {e}",
+            Err(e) => log::warn(format!(
+                "`{}` line {} is skipped: {e}",
                 path.display(),
                 n + 1
-            ),
+            )),
         }
     }
     let summary = summarise(&reports);

@@ -9,6 +9,7 @@ use ferry_fsutil::AtomicFile;
 
 use crate::cli::KeygenArgs;
 use crate::keyfile;
+use crate::log;
 
 /// Runs `ferry keygen`.
 pub fn run(args: KeygenArgs) -> Result<ExitCode> {
@@ -40,7 +41,7 @@ pub fn run(args: KeygenArgs) -> Result<ExitCode> {
     write_key(&args.secret, &secret_text, 0o600, args.force)?;
     let public = key.public_key();
     write_key(&args.public, &public.to_text(), 0o644, args.force)?;
-    eprintln!(
+    log::note(format!(
         "wrote secret key `{}`{} and public key `{}` (key id {})",
         args.secret.display(),
         if password.is_some() {
@@ -50,7 +51,7 @@ pub fn run(args: KeygenArgs) -> Result<ExitCode> {
         },
         args.public.display(),
         public.id()
-    );
+    ));
     println!("{}", public.to_base64());
     Ok(ExitCode::SUCCESS)
 }

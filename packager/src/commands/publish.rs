@@ -20,6 +20,7 @@ use super::{open, Opened};
 use crate::cli::PublishArgs;
 use crate::duration::parse_duration;
 use crate::keyfile;
+use crate::log;
 use crate::release::{check_release_key, write_release};
 use crate::repository::{now, LocalRepo};
 
@@ -214,7 +215,7 @@ pub fn run(args: PublishArgs) -> Result<ExitCode> {
         .validate()
         .context("the release cannot be published")?;
     write_release(&repo, &set, &manifest, &files, &key, &online, role_expires)?;
-    eprintln!(
+    log::note(format!(
         "published {} {} to channel `{}` as serial {} for {}",
         manifest.app,
         manifest.version,
@@ -226,7 +227,7 @@ pub fn run(args: PublishArgs) -> Result<ExitCode> {
             .cloned()
             .collect::<Vec<_>>()
             .join(", ")
-    );
+    ));
     println!("{}", repo.dir().join("metadata/timestamp.json").display());
     Ok(ExitCode::SUCCESS)
 }

@@ -19,6 +19,7 @@ use crate::cli::{
     RepoTimestampArgs, RepoTrustArgs, RepoVerifyArgs,
 };
 use crate::keyfile;
+use crate::log;
 use crate::repository::{self, now, publics, LocalRepo, SNAPSHOT_EXPIRES};
 
 /// Runs `ferry repo …`.
@@ -77,10 +78,8 @@ fn init(args: RepoInitArgs) -> Result<ExitCode> {
     let (snap, ts) = repository::online_expiries()?;
     repo.write(&draft.finish(&[&online], snap, ts)?)?;
     let root_path = repo.dir().join("metadata/1.root.json");
-    eprintln!(
-        "created the repository in `{}`; provision devices with its root (agent.toml: root = \"/etc/ferry/root.json\")",
-        repo.dir().display()
-    );
+    log::note(format!("created the repository in `{}`; provision devices with its root (agent.toml: root = \"/etc/ferry/root.json\")",
+        repo.dir().display()));
     println!("{}", root_path.display());
     Ok(ExitCode::SUCCESS)
 }

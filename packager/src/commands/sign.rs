@@ -16,6 +16,7 @@ use ferry_fsutil::{write_atomic, AtomicFile};
 use super::{detached_path, open, Opened};
 use crate::cli::SignArgs;
 use crate::keyfile;
+use crate::log;
 
 /// Runs `ferry sign`.
 pub fn run(args: SignArgs) -> Result<ExitCode> {
@@ -23,17 +24,17 @@ pub fn run(args: SignArgs) -> Result<ExitCode> {
     match open(&args.file)? {
         Opened::Container(mut file, container) if !args.detached => {
             embed(&args.file, &mut file, &container, &key)?;
-            eprintln!(
+            log::note(format!(
                 "signed `{}` ({} {}) with key {}",
                 args.file.display(),
                 container.metadata.name,
                 container.metadata.version,
                 key.id()
-            );
+            ));
         }
         Opened::Container(mut file, _) | Opened::Plain(mut file) => {
             let out = detached(&args.file, &mut file, &key, args.trusted_comment.as_deref())?;
-            eprintln!("wrote `{}` with key {}", out.display(), key.id());
+            log::note(format!("wrote `{}` with key {}", out.display(), key.id()));
         }
     }
     Ok(ExitCode::SUCCESS)

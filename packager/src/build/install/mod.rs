@@ -10,6 +10,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context as _, Result};
 
+use crate::log;
 use crate::process;
 use crate::python::Interpreter;
 
@@ -162,10 +163,10 @@ fn remove_new_leftovers(dir: &Path, existing: &[std::ffi::OsString]) {
         if !existing.contains(&name) {
             let path = dir.join(&name);
             if let Err(e) = std::fs::remove_dir_all(&path) {
-                eprintln!(
-                    "ferry: warning: cannot remove `{}` the build left: {e}",
+                log::warn(format!(
+                    "cannot remove `{}` the build left: {e}",
                     path.display()
-                );
+                ));
             }
         }
     }

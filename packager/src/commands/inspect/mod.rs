@@ -16,6 +16,7 @@ use serde_json::json;
 use super::detached_path;
 use crate::cli::InspectArgs;
 use crate::keyfile;
+use crate::log;
 pub use contents::{Contents, Distribution};
 
 /// Signature state as shown to the user.
@@ -84,10 +85,10 @@ pub fn run(args: InspectArgs) -> Result<ExitCode> {
         SigState::Invalid(_) => ExitCode::FAILURE,
         // Asked to check a signature, and there is none: not a success.
         SigState::Unsigned if !keys.is_empty() => {
-            eprintln!(
-                "error: `{}` is not signed, so no --pubkey can vouch for it",
+            log::error(format!(
+                "`{}` is not signed, so no --pubkey can vouch for it",
                 args.file.display()
-            );
+            ));
             ExitCode::FAILURE
         }
         _ => ExitCode::SUCCESS,
@@ -261,6 +262,10 @@ fn export_signed(file: &mut File, c: &Container, out: &Path) -> Result<()> {
     let sig_out = detached_path(out);
     write_atomic(&sig_out, sig.to_text().as_bytes(), 0o644)
         .with_context(|| format!("cannot write `{}`", sig_out.display()))?;
-    eprintln!("wrote `{}` and `{}`", out.display(), sig_out.display());
+    log::note(format!(
+        "wrote `{}` and `{}`",
+        out.display(),
+        sig_out.display()
+    ));
     Ok(())
 }
