@@ -993,3 +993,36 @@ fn cache_prune_removes_extractions_no_app_runs_from() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(cache_listing(cache.path()), vec![]);
 }
+
+/// A `.py` entry (here pop-build's `run.py`) in a zipapp runs as
+/// `__main__` with its arguments and exit status, from the archive itself.
+#[test]
+fn a_script_entry_runs_from_a_zipapp() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("scripted");
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(
+        p.join("pyproject.toml"),
+        "[project]\nname = \"scripted\"\nversion = \"2.1\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("run.py"),
+        "import sys\n\nif __name__ == \"__main__\":\n    print(\"args\", sys.argv[1:])\n    sys.exit(3)\n",
+    )
+    .unwrap();
+    let o = ferry_build(&p, &["--mode", "pyz"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = Command::new("python3")
+        .arg(p.join("dist/scripted.pyz"))
+        .args(["one", "two"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "args ['one', 'two']",
+        "{}",
+        text(&o)
+    );
+}

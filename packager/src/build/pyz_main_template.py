@@ -77,9 +77,15 @@ def _main():
 
         site.addsitedir(os.path.join(root, "site-packages"))
     if _entry["kind"] == "script":
+        # Run as a module from its own directory: runpy.run_path on a path
+        # inside the archive would find the archive's __main__ (this file)
+        # again, and a module import reads the shipped bytecode.
         import runpy
 
-        return runpy.run_path(os.path.join(root, _entry["path"]), run_name="__main__") and None
+        script_dir, script = os.path.split(_entry["path"])
+        sys.path.insert(0, os.path.join(root, script_dir))
+        runpy.run_module(os.path.splitext(script)[0], run_name="__main__", alter_sys=True)
+        return None
     import importlib
 
     target = importlib.import_module(_entry["module"])
