@@ -1026,3 +1026,33 @@ fn a_script_entry_runs_from_a_zipapp() {
         text(&o)
     );
 }
+
+/// Offline (no index, a wheelhouse without the project's build backend):
+/// the hint names the backend and how to put it in the wheelhouse, not
+/// pip's bare "could not find a version".
+#[test]
+fn an_offline_build_without_its_backend_names_the_wheelhouse_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let wheelhouse = dir.path().join("wheelhouse");
+    std::fs::create_dir_all(&wheelhouse).unwrap();
+    let out = dir.path().join("dist/simple_api");
+    let o = Command::new(common::ferry())
+        .arg("build")
+        .arg(examples::simple_api())
+        .arg("-o")
+        .arg(&out)
+        .env("PIP_NO_INDEX", "1")
+        .env("PIP_FIND_LINKS", &wheelhouse)
+        .env("FERRY_INSTALLER", "pip")
+        .output()
+        .unwrap();
+    let msg = text(&o);
+    assert!(!o.status.success(), "{msg}");
+    assert!(
+        msg.contains("build backend `setuptools")
+            && msg.contains("no index is used")
+            && msg.contains("-d WHEELHOUSE"),
+        "{msg}"
+    );
+    assert_no_output(&dir.path().join("dist"));
+}
