@@ -1,10 +1,24 @@
 #!/usr/bin/env bash
 # Installs what ferry's demo and tests need on a fresh Debian 12 machine (as
-# root): Debian's minisign for signature interop, and the Rust components for
-# formatting and lints. Installs only what is missing, so reruns are quick.
+# root): Debian's minisign for signature interop, the Rust components for
+# formatting and lints, and the cross toolchain for ARM boards (Debian's own
+# Rust with the arm64 and armhf standard libraries, their gcc, qemu-user).
+# Installs only what is missing, so reruns are quick.
 set -euo pipefail
 
-packages=(minisign patchelf binutils debootstrap systemd dbus nginx iproute2 strace openssl python3 python3-pip python3-venv)
+# Foreign architectures: Debian's std for the targets, and the targets' own
+# packages (their Python, their libraries) that `ferry build --target` unpacks.
+update=0
+for arch in arm64 armhf; do
+  if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+    dpkg --add-architecture "$arch"
+    update=1
+  fi
+done
+
+packages=(minisign patchelf binutils debootstrap systemd dbus nginx iproute2 strace openssl python3 python3-pip python3-venv
+  rustc-web cargo-web libstd-rust-web-dev:arm64 libstd-rust-web-dev:armhf
+  gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf qemu-user-static)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -12,7 +26,13 @@ done
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  update=1
+fi
+if ((update)); then
+  export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+fi
+if ((${#missing[@]})); then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 

@@ -175,6 +175,25 @@ fn machine_id() -> Result<String> {
     Ok(id)
 }
 
+/// Whether the file at `path` says nothing yet: it exists and holds only
+/// comments and blank lines (the commented default a package installs).
+/// `ferryd run` then waits, saying what to configure, instead of failing.
+pub fn is_unconfigured(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| {
+        text.lines()
+            .map(str::trim)
+            .all(|l| l.is_empty() || l.starts_with('#'))
+    })
+}
+
+/// What `ferryd` says when its configuration file has nothing in it yet.
+pub fn unconfigured_message(path: &Path) -> String {
+    format!(
+        "not configured: set `repository`, `root` and at least one [[app]] in `{}` (see /usr/share/doc/ferryd/agent.md), then `systemctl restart ferryd`",
+        path.display()
+    )
+}
+
 impl Settings {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self> {
@@ -330,6 +349,22 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_comments_and_blank_lines_are_unconfigured() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        assert!(
+            !is_unconfigured(&path),
+            "a missing file is an error, not a default"
+        );
+        std::fs::write(&path, "# repository = \"https://x\"\n\n   # [[app]]\n").unwrap();
+        assert!(is_unconfigured(&path));
+        assert!(unconfigured_message(&path).contains("[[app]]"));
+        std::fs::write(&path, "# a comment\nrepository = \"https://x\"\n").unwrap();
+        assert!(!is_unconfigured(&path));
+    }
+
     use super::*;
 
     fn full() -> String {

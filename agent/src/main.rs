@@ -23,6 +23,25 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     ferryd::journal::init(cli.verbose);
+    if ferryd::config::is_unconfigured(&cli.config) {
+        let message = ferryd::config::unconfigured_message(&cli.config);
+        if matches!(cli.command, Command::Run) {
+            return match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(ferryd::service::wait_unconfigured(&message)))
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ferryd: error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        eprintln!("ferryd: error: {message}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let settings = match Settings::load(&cli.config) {
         Ok(s) => s,
         Err(e) => {

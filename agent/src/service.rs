@@ -25,8 +25,8 @@ fn jitter(max: Duration) -> Duration {
     Duration::from_millis(u64::from(nanos) % (max.as_millis() as u64).max(1))
 }
 
-/// Runs until SIGTERM or SIGINT.
-pub async fn run<U: UnitManager>(agent: Agent<U>) -> Result<()> {
+/// Pings systemd's watchdog at half its interval for as long as the process runs.
+fn keep_watchdog_fed() {
     if let Some(interval) = notify::watchdog_interval() {
         tokio::spawn(async move {
             loop {
@@ -35,8 +35,29 @@ pub async fn run<U: UnitManager>(agent: Agent<U>) -> Result<()> {
             }
         });
     }
-    notify::ready();
+}
+
+/// A freshly installed agent whose configuration is still the commented
+/// default: up and ready, doing nothing, its status saying what to set, so
+/// the unit neither fails nor restart-loops before anyone configured it.
+pub async fn wait_unconfigured(message: &str) -> Result<()> {
+    // The handler goes in before READY=1: a stop right after start must not
+    // meet the default action (exit 143, counted as a failure).
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    keep_watchdog_fed();
+    log::warn!("{message}");
+    notify::ready();
+    notify::status(message);
+    term.recv().await;
+    notify::stopping();
+    Ok(())
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run<U: UnitManager>(agent: Agent<U>) -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    keep_watchdog_fed();
+    notify::ready();
     let mut errors = 0u32;
     loop {
         let mut failed = false;
