@@ -2,7 +2,7 @@
 # Builds ferryd and ferry-launcher for a board: scripts/cross.sh TARGET, with
 # TARGET a Debian multiarch name (aarch64-linux-gnu, arm-linux-gnueabihf,
 # x86_64-linux-gnu) or a Rust triple. The binaries land in
-# target/<rust triple>/release/. Uses Debian's rustc-web, whose std for the
+# target/<rust triple>/release/. For an ARM target it uses Debian's rustc-web, whose std for the
 # target comes from libstd-rust-web-dev:<arch> (rustup cannot add targets
 # here), and the target's gcc as linker and C compiler (zstd's C code).
 # scripts/install-deps.sh installs all of it.
@@ -20,24 +20,31 @@ case "$target" in
     ;;
 esac
 
+host=$(uname -m)-linux-gnu
+if [ "$gnu" = "$host" ]; then
+  # The host's own target: the workspace's toolchain, its usual target
+  # directory (cargo puts an explicit --target's build in target/<triple>/).
+  cargo build --release --locked --target "$triple" -p ferryd -p ferry-launcher
+  echo "target/$triple/release/ferryd"
+  echo "target/$triple/release/ferry-launcher"
+  exit 0
+fi
+
 rustc=/usr/bin/rustc
 cargo=/usr/bin/cargo
 if [ ! -x "$rustc" ] || [ ! -d "/usr/lib/rustlib/$triple" ]; then
   echo "error: Debian's Rust for $triple is missing; run scripts/install-deps.sh" >&2
   exit 1
 fi
-host=$(uname -m)-linux-gnu
-if [ "$gnu" != "$host" ] && ! command -v "$gnu-gcc" >/dev/null; then
+if ! command -v "$gnu-gcc" >/dev/null; then
   echo "error: the cross compiler $gnu-gcc is missing; run scripts/install-deps.sh" >&2
   exit 1
 fi
 
 env_triple=$(echo "$triple" | tr 'a-z-' 'A-Z_')
-if [ "$gnu" != "$host" ]; then
-  export "CARGO_TARGET_${env_triple}_LINKER=$gnu-gcc"
-  export "CC_${triple//-/_}=$gnu-gcc"
-  export "AR_${triple//-/_}=$gnu-ar"
-fi
+export "CARGO_TARGET_${env_triple}_LINKER=$gnu-gcc"
+export "CC_${triple//-/_}=$gnu-gcc"
+export "AR_${triple//-/_}=$gnu-ar"
 # A separate target directory: Debian's rustc and rustup's must not share
 # build artefacts, and the host's debug builds stay warm.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/cross}

@@ -5,6 +5,8 @@
 //!   (made by `debootstrap` on first use, cached under `target/`), and running a
 //!   binary chrooted inside it ([`rootfs::run_in`], [`rootfs::spawn_in`],
 //!   [`rootfs::Staged`]).
+//! - [`arch`] and [`binfmt`]: the boards' architectures, and qemu-user
+//!   registered so ARM binaries run here (in an ARM root, or on a board).
 //! - [`hidden_python`]: a command that runs a binary on this machine with every
 //!   Python interpreter hidden by mounts in a private mount namespace.
 //! - [`server`]: a free loopback port and polling a URL until it answers.
@@ -20,6 +22,8 @@
 //! missing prerequisite is an error naming the package to install: a test never
 //! skips silently.
 
+pub mod arch;
+pub mod binfmt;
 pub mod board;
 pub mod examples;
 pub mod hidden_python;

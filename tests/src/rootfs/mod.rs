@@ -3,13 +3,16 @@
 //!
 //! [`minimal_debian`] makes it with `debootstrap --variant=minbase` from the
 //! machine's own apt mirror, once: it is cached under
-//! `target/ferry-test-cache/bookworm-minbase`, built in a temporary sibling and
+//! `target/ferry-test-cache/bookworm-minbase` (and, for an ARM board's root
+//! from [`minimal_debian_for`], `bookworm-minbase-<arch>`, its programs run
+//! through qemu-user), built in a temporary sibling and
 //! renamed into place under a file lock, so concurrent test processes neither
 //! race nor see half a tree. [`run_in`], [`spawn_in`] and [`Staged`] run a binary
 //! chrooted inside it (see `chroot.rs`).
 
 mod chroot;
 pub mod mirror;
+pub mod scratch;
 
 pub use chroot::{run_in, spawn_in, Spawned, Staged, DEFAULT_ENV};
 
@@ -22,11 +25,17 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+use crate::arch::Arch;
 use crate::lock::FileLock;
 use crate::tools;
 
 /// The cached root's directory name inside [`crate::cache_dir`].
-const ROOT_NAME: &str = "bookworm-minbase";
+fn root_name(arch: Arch) -> String {
+    match arch {
+        Arch::Amd64 => "bookworm-minbase".to_string(),
+        other => format!("bookworm-minbase-{}", other.deb()),
+    }
+}
 
 /// Written last into a finished root; names the recipe, so a change to it (a new
 /// value here) rebuilds the cache instead of trusting an old tree.
@@ -40,17 +49,26 @@ const MARKER_TEXT: &str = "debootstrap --variant=minbase bookworm; recipe 1\n";
 /// Errors name the missing tool (`apt-get install debootstrap`) or show the tail
 /// of debootstrap's output.
 pub fn minimal_debian() -> Result<PathBuf> {
+    minimal_debian_for(Arch::Amd64)
+}
+
+/// Like [`minimal_debian`], for a board of `arch`: an ARM root is made with
+/// `debootstrap --arch`, qemu-user registered first ([`crate::binfmt`]) so
+/// its second stage, and every program later run in it, runs emulated.
+pub fn minimal_debian_for(arch: Arch) -> Result<PathBuf> {
     let cache = crate::cache_dir();
-    let root = cache.join(ROOT_NAME);
+    let name = root_name(arch);
+    let root = cache.join(&name);
+    crate::binfmt::ensure_runs(arch)?;
     if is_complete(&root) {
         return Ok(root);
     }
     fs::create_dir_all(&cache).with_context(|| format!("cannot create `{}`", cache.display()))?;
-    let _lock = FileLock::exclusive(&cache.join(format!("{ROOT_NAME}.lock")))?;
+    let _lock = FileLock::exclusive(&cache.join(format!("{name}.lock")))?;
     if is_complete(&root) {
         return Ok(root);
     }
-    build(&cache, &root)?;
+    build(&cache, &root, arch)?;
     Ok(root)
 }
 
@@ -60,18 +78,20 @@ fn is_complete(root: &Path) -> bool {
 
 /// Builds the root into a temporary sibling, checks it, and renames it into
 /// place. Called with the lock held, so leftovers of killed builds are stale.
-fn build(cache: &Path, root: &Path) -> Result<()> {
+fn build(cache: &Path, root: &Path, arch: Arch) -> Result<()> {
     let debootstrap = tools::find("debootstrap", "debootstrap")?;
     let unshare = tools::find("unshare", "util-linux")?;
-    remove_stale(cache, root)?;
+    let name = root_name(arch);
+    remove_stale(cache, root, &name)?;
 
-    let tmp = cache.join(format!(".{ROOT_NAME}.tmp-{}", std::process::id()));
+    let tmp = cache.join(format!(".{name}.tmp-{}", std::process::id()));
     let mirror = match std::env::var("FERRY_TEST_DEBIAN_MIRROR") {
         Ok(m) if !m.is_empty() => m,
         _ => mirror::from_apt_config(),
     };
     eprintln!(
-        "ferry-tests: making a minimal Debian root at `{}` with debootstrap from {mirror} (once; about a minute)",
+        "ferry-tests: making a minimal Debian {} root at `{}` with debootstrap from {mirror} (once; a minute or two)",
+        arch.deb(),
         root.display()
     );
     let started = Instant::now();
@@ -90,7 +110,9 @@ fn build(cache: &Path, root: &Path) -> Result<()> {
         "--",
     ])
     .arg(&debootstrap)
-    .args(["--variant=minbase", "bookworm"])
+    .arg("--variant=minbase")
+    .arg(format!("--arch={}", arch.deb()))
+    .arg("bookworm")
     .arg(&tmp)
     .arg(&mirror);
     // SAFETY: prctl is async-signal-safe; it makes the kernel kill `unshare`
@@ -133,8 +155,8 @@ fn build(cache: &Path, root: &Path) -> Result<()> {
 
 /// Removes temporary trees of killed builds and a finished root of an older
 /// recipe, refusing any that still has something mounted inside.
-fn remove_stale(cache: &Path, root: &Path) -> Result<()> {
-    let prefix = format!(".{ROOT_NAME}.tmp-");
+fn remove_stale(cache: &Path, root: &Path, name: &str) -> Result<()> {
+    let prefix = format!(".{name}.tmp-");
     let mut stale: Vec<PathBuf> = fs::read_dir(cache)
         .with_context(|| format!("cannot list `{}`", cache.display()))?
         .flatten()

@@ -1,0 +1,207 @@
+//! ferry's programs on the boards' architectures: ferryd and ferry-launcher
+//! cross-built by `scripts/cross.sh` for aarch64 and armhf, run through
+//! qemu-user in a Debian 12 root of that architecture, and ferryd's Debian
+//! packages (`scripts/deb.sh`) installed the way a board's owner would.
+//! `scripts/test.sh` builds all of them before the tests run.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ferry_tests::arch::{elf_machine_of, Arch};
+use ferry_tests::board::{Board, FERRYD_INSIDE};
+use ferry_tests::rootfs::{self, scratch, Staged};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn cross_program(arch: Arch, name: &str) -> PathBuf {
+    let path = arch.release_program(name);
+    assert!(
+        path.is_file(),
+        "`{}` is missing: run scripts/cross.sh {} (scripts/test.sh does)",
+        path.display(),
+        arch.multiarch()
+    );
+    path
+}
+
+fn deb(arch: Arch) -> PathBuf {
+    let path = ferry_tests::workspace_root()
+        .join("target/deb")
+        .join(format!("ferryd_{VERSION}_{}.deb", arch.deb()));
+    assert!(
+        path.is_file(),
+        "`{}` is missing: run scripts/deb.sh {} (scripts/test.sh does)",
+        path.display(),
+        arch.deb()
+    );
+    path
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn runs_in_its_own_root(arch: Arch) {
+    let root = rootfs::minimal_debian_for(arch).unwrap();
+    for name in ["ferryd", "ferry-launcher"] {
+        let program = cross_program(arch, name);
+        assert_eq!(
+            elf_machine_of(&program).unwrap(),
+            arch.elf_machine(),
+            "`{}` is not an {} binary",
+            program.display(),
+            arch.deb()
+        );
+    }
+    let staged = Staged::new(&root, &cross_program(arch, "ferryd")).unwrap();
+    let out = staged.run(&["--version"], &[]).unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), format!("ferryd {VERSION}"));
+    // The launcher alone is no app: it says so, in the target's root.
+    let staged = Staged::new(&root, &cross_program(arch, "ferry-launcher")).unwrap();
+    let out = staged.run(&[], &[]).unwrap();
+    assert!(!out.status.success());
+    assert!(
+        !text(&out.stderr).is_empty(),
+        "the bare launcher explains itself"
+    );
+}
+
+#[test]
+fn ferryd_and_the_launcher_for_aarch64_run_in_an_arm64_root() {
+    runs_in_its_own_root(Arch::Arm64);
+}
+
+#[test]
+fn ferryd_and_the_launcher_for_armhf_run_in_an_armhf_root() {
+    runs_in_its_own_root(Arch::Armhf);
+}
+
+/// `apt install ./ferryd_….deb` in a scratch copy of a minimal root of the
+/// package's architecture: it installs with what the root has, puts the
+/// binary, unit, config and docs in place, and the installed ferryd runs.
+fn installs_in_a_root_of_its_arch(arch: Arch) {
+    let root = rootfs::minimal_debian_for(arch).unwrap();
+    let package = deb(arch);
+    let name = package.file_name().unwrap().to_str().unwrap();
+    let script = format!(
+        "set -e\n\
+         apt-get install -y --no-install-recommends /tmp/{name} >/tmp/apt.log 2>&1 || {{ cat /tmp/apt.log >&2; exit 1; }}\n\
+         dpkg-query -W -f='${{Status}} ${{Architecture}}\\n' ferryd\n\
+         ls /lib/systemd/system/ferryd.service /usr/share/doc/ferryd/agent.md\n\
+         grep -c '^#' /etc/ferry/agent.toml\n\
+         /usr/bin/ferryd --version\n\
+         /usr/bin/ferryd status && exit 1 || echo \"status exit $?\"\n"
+    );
+    let out = scratch::run_script(&root, &[&package], &script).unwrap();
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "installing {name} failed\n--- stdout\n{stdout}\n--- stderr\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("install ok installed {}", arch.deb())),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("ferryd {VERSION}")), "{stdout}");
+    // The packaged config is only comments: every command but `run` refuses
+    // with the configuration exit status and says what to set.
+    assert!(stdout.contains("status exit 78"), "{stdout}");
+    assert!(
+        text(&out.stderr).contains("not configured"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn the_amd64_package_installs_in_an_amd64_root() {
+    installs_in_a_root_of_its_arch(Arch::Amd64);
+}
+
+#[test]
+fn the_arm64_package_installs_in_an_arm64_root() {
+    installs_in_a_root_of_its_arch(Arch::Arm64);
+}
+
+#[test]
+fn the_armhf_package_installs_in_an_armhf_root() {
+    installs_in_a_root_of_its_arch(Arch::Armhf);
+}
+
+/// The files of a package, unpacked with `dpkg-deb -x`.
+fn unpack(package: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(package)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    dir
+}
+
+/// What a fresh `apt install` leaves on a systemd board: the packaged unit
+/// starting the packaged ferryd with the packaged, commented config. It is
+/// active, says what to configure, and does not restart in a loop.
+#[test]
+fn the_amd64_package_starts_unconfigured_on_a_board_without_a_restart_loop() {
+    let files = unpack(&deb(Arch::Amd64));
+    let board = Board::start_with_agent("deb-amd64", &files.path().join("usr/bin/ferryd")).unwrap();
+    std::fs::copy(
+        files.path().join("etc/ferry/agent.toml"),
+        board.etc.join("agent.toml"),
+    )
+    .unwrap();
+    let unit = std::fs::read_to_string(files.path().join("lib/systemd/system/ferryd.service"))
+        .unwrap()
+        .replace("/usr/bin/ferryd", FERRYD_INSIDE);
+    board.sandbox.install_unit("ferryd.service", &unit).unwrap();
+    let out = board
+        .sandbox
+        .systemctl(&["start", "ferryd.service"])
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = board
+            .sandbox
+            .property("ferryd.service", "StatusText")
+            .unwrap();
+        if status.contains("not configured") || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.contains("not configured"), "StatusText={status}");
+    assert!(status.contains("/etc/ferry/agent.toml"), "{status}");
+    // Longer than the unit's RestartSec: a loop would have shown by now.
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(
+        board
+            .sandbox
+            .property("ferryd.service", "ActiveState")
+            .unwrap(),
+        "active"
+    );
+    assert_eq!(
+        board
+            .sandbox
+            .property("ferryd.service", "NRestarts")
+            .unwrap(),
+        "0"
+    );
+    // A stop is clean: not a failure systemd would record.
+    let out = board
+        .sandbox
+        .systemctl(&["stop", "ferryd.service"])
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        board.sandbox.property("ferryd.service", "Result").unwrap(),
+        "success"
+    );
+}
