@@ -188,8 +188,15 @@ pub struct BuildArgs {
     /// Sign the output with this secret key (without it the output is unsigned).
     #[arg(long, value_name = "SECRET_KEY")]
     pub sign_key: Option<PathBuf>,
+    /// The board's architecture: `aarch64-linux-gnu`, `arm-linux-gnueabihf`
+    /// or `x86_64-linux-gnu` (default: this machine's). Another machine's
+    /// build takes its Python from Debian 12's packages of that
+    /// architecture, its wheels for that platform, and its launcher from
+    /// beside `ferry` (see docs/building.md).
+    #[arg(long, value_name = "TARGET")]
+    pub target: Option<String>,
     /// Launcher to put at the head of the binary (default: `ferry-launcher`
-    /// next to `ferry`; pass one built for the target's architecture).
+    /// next to `ferry`, or the target's; see --target).
     #[arg(long, value_name = "PATH")]
     pub launcher: Option<PathBuf>,
     /// zstd level of the payload, 1-22 (default 12).

@@ -15,6 +15,7 @@ pub mod python;
 pub mod release;
 pub mod reports;
 pub mod repository;
+pub mod target;
 pub mod terminal;
 
 use std::process::ExitCode;

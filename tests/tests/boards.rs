@@ -2,14 +2,20 @@
 //! cross-built by `scripts/cross.sh` for aarch64 and armhf, run through
 //! qemu-user in a Debian 12 root of that architecture, and ferryd's Debian
 //! packages (`scripts/deb.sh`) installed the way a board's owner would.
-//! `scripts/test.sh` builds all of them before the tests run.
+//! `scripts/test.sh` builds all of them before the tests run. The examples
+//! built with `ferry build --target` for each ARM board run there too,
+//! serving `/health` from a root that has no Python and no libssl.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::{assert_no_output, ferry_build};
 use ferry_tests::arch::{elf_machine_of, Arch};
 use ferry_tests::board::{Board, FERRYD_INSIDE};
 use ferry_tests::rootfs::{self, scratch, Staged};
+use ferry_tests::{examples, server};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -203,5 +209,138 @@ fn the_amd64_package_starts_unconfigured_on_a_board_without_a_restart_loop() {
     assert_eq!(
         board.sandbox.property("ferryd.service", "Result").unwrap(),
         "success"
+    );
+}
+
+/// `ferry build --target` of `project` for `arch`, made once per test run.
+fn built_for(arch: Arch, project: &Path, name: &str) -> PathBuf {
+    cross_program(arch, "ferry-launcher");
+    let bin = common::built(project, &["--target", arch.multiarch()], name).unwrap();
+    assert_eq!(
+        elf_machine_of(&bin).unwrap(),
+        arch.elf_machine(),
+        "`{}` is not an {} binary",
+        bin.display(),
+        arch.deb()
+    );
+    bin
+}
+
+/// simple_api built on this x86_64 machine for `arch` starts in a Debian
+/// root of that architecture (no Python, no libssl), serves `/health`, and
+/// its bundled OpenSSL (the target's, from Debian's packages) loads.
+fn simple_api_serves_health_on(arch: Arch) {
+    let bin = built_for(arch, &examples::simple_api(), "simple_api");
+    let root = rootfs::minimal_debian_for(arch).unwrap();
+    let out = rootfs::run_in(&root, &bin, &["--version"], &[]).unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("simple_api {}", examples::SIMPLE_API_VERSION)
+    );
+    let port = server::free_port().unwrap();
+    let mut served = rootfs::spawn_in(&root, &bin, &[], &[("PORT", &port.to_string())]).unwrap();
+    let (status, _) = served
+        .wait_http(
+            &format!("http://127.0.0.1:{port}/health"),
+            Duration::from_secs(120),
+        )
+        .unwrap();
+    assert_eq!(status, 200, "{}", served.stderr());
+    let (_, body) = server::get(&format!("http://127.0.0.1:{port}/ssl")).unwrap();
+    assert!(
+        body.contains("OpenSSL"),
+        "the bundled libssl did not load: {body}"
+    );
+}
+
+#[test]
+fn simple_api_built_for_aarch64_serves_health_in_an_arm64_root() {
+    simple_api_serves_health_on(Arch::Arm64);
+}
+
+#[test]
+fn simple_api_built_for_armhf_serves_health_in_an_armhf_root() {
+    simple_api_serves_health_on(Arch::Armhf);
+}
+
+/// c_addon's add-on compiles libgreet with the target's cross compiler (its
+/// Makefile uses `$(CC)`), and the library loads on the board.
+fn c_addon_runs_on(arch: Arch) {
+    let bin = built_for(arch, &examples::c_addon(), "c_addon");
+    let root = rootfs::minimal_debian_for(arch).unwrap();
+    let out = rootfs::run_in(&root, &bin, &[], &[]).unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("hello from libgreet") && stdout.contains('5'),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn c_addon_built_for_aarch64_loads_its_library_in_an_arm64_root() {
+    c_addon_runs_on(Arch::Arm64);
+}
+
+#[test]
+fn c_addon_built_for_armhf_loads_its_library_in_an_armhf_root() {
+    c_addon_runs_on(Arch::Armhf);
+}
+
+/// A requirement with no wheel for the board (docopt ships only a source
+/// archive) stops the build naming it and the ways out; nothing reaches
+/// the output directory.
+#[test]
+fn a_requirement_without_a_wheel_for_the_board_is_named_with_the_ways_out() {
+    cross_program(Arch::Arm64, "ferry-launcher");
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("dist");
+    let o = ferry_build(
+        dir.path(),
+        &[
+            "--target",
+            "aarch64-linux-gnu",
+            "--with",
+            "docopt==0.6.2",
+            "--entry",
+            "docopt:docopt",
+            "--name",
+            "d",
+            "--no-check",
+            "-o",
+            out_dir.join("d").to_str().unwrap(),
+        ],
+    );
+    let stderr = text(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("`docopt==0.6.2` has no wheel for aarch64-linux-gnu"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("PIP_FIND_LINKS"), "{stderr}");
+    assert!(stderr.contains("build add-on"), "{stderr}");
+    assert_no_output(&out_dir);
+}
+
+/// A launcher of another architecture is refused before anything is built.
+#[test]
+fn a_launcher_for_another_architecture_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = ferry_build(
+        dir.path(),
+        &[
+            examples::simple_api().to_str().unwrap(),
+            "--target",
+            "aarch64-linux-gnu",
+            "--launcher",
+            common::launcher().to_str().unwrap(),
+        ],
+    );
+    let stderr = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("is built for x86_64-linux-gnu, and this build is for aarch64-linux-gnu"),
+        "{stderr}"
     );
 }

@@ -147,6 +147,7 @@ pub fn run(
     project_dir: &Path,
     bundle: &Path,
     python: &Path,
+    target_env: &[(&'static str, std::ffi::OsString)],
 ) -> Result<()> {
     if !relative_inside(cfg.dest.trim_end_matches('/')) && cfg.dest != "./" {
         bail!(
@@ -161,10 +162,11 @@ pub fn run(
     for spec in &cfg.sources {
         fetch(name, spec, project_dir, scratch.path())?;
     }
-    let env: [(&str, &OsStr); 2] = [
+    let mut env: Vec<(&str, &OsStr)> = vec![
         ("FERRY_BUNDLE", bundle.as_os_str()),
         ("FERRY_PYTHON", python.as_os_str()),
     ];
+    env.extend(target_env.iter().map(|(k, v)| (*k, v.as_os_str())));
     for (i, step) in cfg.make.iter().enumerate() {
         process::shell(step, scratch.path(), &env).with_context(|| {
             format!(

@@ -13,6 +13,7 @@ use ferry_format::container::{self, Metadata, PythonInfo, PythonMode, FORMAT_VER
 use ferry_format::SecretKey;
 use ferry_fsutil::AtomicFile;
 
+use super::for_target::TargetBuild;
 use super::identity::Identity;
 use super::settings::{Mode, Settings};
 use super::{bytecode, entry, native, pack, smoke, standalone, stdlib_zip};
@@ -30,6 +31,8 @@ pub struct Inputs<'a> {
     pub settings: &'a Settings,
     /// The build interpreter.
     pub interp: &'a Interpreter,
+    /// The board it is for.
+    pub board: &'a TargetBuild,
     /// Name, version and entry point.
     pub identity: &'a Identity,
     /// The launcher put at the head of the binary.
@@ -68,7 +71,7 @@ pub fn binary(inputs: &Inputs<'_>, work: &Path, progress: &mut Progress) -> Resu
         Mode::Standalone => Some(standalone::copy_interpreter(interp, &bundle)?),
         _ => None,
     };
-    let glibc_floor = bundle_native(interp, mode, &bundle)?;
+    let glibc_floor = bundle_native(interp, inputs.board, mode, &bundle)?;
 
     progress.step("writing the bootstrap and precompiling bytecode");
     entry::write_bootstrap(
@@ -129,7 +132,14 @@ pub fn binary(inputs: &Inputs<'_>, work: &Path, progress: &mut Progress) -> Resu
     )?;
     if inputs.check {
         progress.step("checking that the binary starts");
-        smoke::check_starts(&assembled, &work.join("check-cache"), &identity.entry)?;
+        if inputs.board.can_run() {
+            smoke::check_starts(&assembled, &work.join("check-cache"), &identity.entry)?;
+        } else {
+            log::note(format!(
+                "start-up check skipped: {} binaries do not run on this machine (they do with qemu-user-static and the target's libc6 installed)",
+                inputs.board.target
+            ));
+        }
     } else {
         log::note("start-up check skipped (--no-check)");
     }
@@ -145,7 +155,12 @@ pub fn binary(inputs: &Inputs<'_>, work: &Path, progress: &mut Progress) -> Resu
 
 /// Bundles the shared libraries the ELF files need (and strips debug
 /// sections where there are some); returns the glibc floor.
-fn bundle_native(interp: &Interpreter, mode: Mode, bundle: &Path) -> Result<Option<String>> {
+fn bundle_native(
+    interp: &Interpreter,
+    board: &TargetBuild,
+    mode: Mode,
+    bundle: &Path,
+) -> Result<Option<String>> {
     let provided: Vec<String> = match mode {
         Mode::System if interp.enable_shared => vec![interp.instsoname.clone()],
         _ => Vec::new(),
@@ -153,8 +168,9 @@ fn bundle_native(interp: &Interpreter, mode: Mode, bundle: &Path) -> Result<Opti
     if mode != Mode::Standalone && !native::has_elf_files(bundle)? {
         return Ok(None);
     }
-    native::require_tools()?;
-    let report = native::bundle(bundle, &provided)?;
+    let strip = board.strip_program();
+    native::require_tools(&strip)?;
+    let report = native::bundle(bundle, &provided, &board.libraries(), &strip)?;
     if !report.bundled.is_empty() {
         log::note(format!(
             "bundled native libraries: {}",

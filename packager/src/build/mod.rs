@@ -11,6 +11,7 @@ pub mod addons;
 pub mod assemble;
 pub mod bytecode;
 pub mod entry;
+pub mod for_target;
 pub mod identity;
 pub mod install;
 pub mod native;
@@ -32,6 +33,8 @@ use crate::cli::BuildArgs;
 use crate::keyfile;
 use crate::log::{self, Progress};
 use crate::python::{self, Interpreter};
+use crate::target::{self, debian, Target};
+use for_target::TargetBuild;
 use project::Project;
 use settings::{Mode, Settings};
 
@@ -62,20 +65,58 @@ fn build_time(project_dir: Option<&Path>) -> Result<u64> {
     Ok(315_532_800)
 }
 
-/// The launcher to put at the head of the binary.
-fn launcher_path(args: &BuildArgs) -> Result<PathBuf> {
+/// The launcher to put at the head of the binary: `--launcher`, else the
+/// first of the target's [`Target::launcher_candidates`] built for it.
+fn launcher_path(args: &BuildArgs, target: Target) -> Result<PathBuf> {
     if let Some(p) = &args.launcher {
+        let built_for = target::of_file(p).context("--launcher")?;
+        if built_for != target {
+            bail!(
+                "--launcher `{}` is built for {built_for}, and this build is for {target}\nhint: pass the launcher built for {target} (scripts/cross.sh {target})",
+                p.display()
+            );
+        }
         return Ok(p.clone());
     }
     let exe = std::env::current_exe().context("cannot locate the ferry executable")?;
-    let sibling = exe.with_file_name("ferry-launcher");
-    if sibling.is_file() {
-        return Ok(sibling);
+    let dir = exe.parent().unwrap_or(Path::new("/"));
+    let candidates = target.launcher_candidates(dir);
+    for candidate in &candidates {
+        if candidate.is_file() && target::of_file(candidate).is_ok_and(|t| t == target) {
+            return Ok(candidate.clone());
+        }
     }
+    let looked: Vec<String> = candidates
+        .iter()
+        .map(|c| format!("`{}`", c.display()))
+        .collect();
+    let build = if target == Target::host() {
+        "cargo build -p ferry-launcher".to_owned()
+    } else {
+        format!("scripts/cross.sh {target}")
+    };
     bail!(
-        "no `ferry-launcher` next to `{}`\nhint: install ferry-launcher beside ferry (cargo build -p ferry-launcher) or pass --launcher PATH",
-        exe.display()
+        "no ferry-launcher for {target}: looked at {}\nhint: build it ({build}) and put it there, or pass --launcher PATH",
+        looked.join(", ")
     )
+}
+
+/// The board the build is for: `--target`, else this machine. Another
+/// architecture's interpreter is fetched here (modes that ship or link
+/// against one), so a missing archive fails before anything is installed.
+fn target_build(args: &BuildArgs, mode: Mode) -> Result<TargetBuild> {
+    let target = match &args.target {
+        Some(t) => Target::parse(t).context("--target")?,
+        None => Target::host(),
+    };
+    if target == Target::host() {
+        return Ok(TargetBuild::host());
+    }
+    let tree = match mode {
+        Mode::Pyz => None,
+        _ => Some(debian::python_tree(target)?),
+    };
+    Ok(TargetBuild { target, tree })
 }
 
 /// What is checked and loaded before anything is installed, so that a key
@@ -83,6 +124,7 @@ fn launcher_path(args: &BuildArgs) -> Result<PathBuf> {
 struct Prepared {
     key: Option<SecretKey>,
     launcher: Option<PathBuf>,
+    board: TargetBuild,
     interp: Interpreter,
     installer: install::Installer,
     created_at: u64,
@@ -94,26 +136,39 @@ fn prepare(args: &BuildArgs, settings: &Settings) -> Result<Prepared> {
         Some(path) => Some(keyfile::load_secret(path, &args.password)?),
         None => None,
     };
+    let board = target_build(args, mode)?;
     let launcher = match mode {
         Mode::Pyz => None,
-        _ => Some(launcher_path(args)?),
+        _ => Some(launcher_path(args, board.target)?),
     };
     if mode == Mode::Standalone {
-        native::require_tools()?;
+        native::require_tools(&board.strip_program())?;
     }
-    let interp = python::query(&settings.python.value).with_context(|| {
+    let host_interp = python::query(&settings.python.value).with_context(|| {
         format!(
             "interpreter `{}` ({})",
             settings.python.value.display(),
             settings.python.source
         )
     })?;
-    let installer = install::choose(&interp)?;
+    let interp = match &board.tree {
+        Some(tree) => Interpreter::for_target(&host_interp, tree)?,
+        None => host_interp,
+    };
+    let installer = if board.is_cross() {
+        install::choose_for_cross(&interp)?
+    } else {
+        install::choose(&interp)?
+    };
+    if !settings.addons.is_empty() {
+        board.addon_env()?;
+    }
     let project_dir = installable_dir(settings);
     let created_at = build_time(project_dir.as_deref())?;
     Ok(Prepared {
         key,
         launcher,
+        board,
         interp,
         installer,
         created_at,
@@ -142,6 +197,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let Prepared {
         key,
         launcher,
+        board,
         interp,
         installer,
         created_at,
@@ -180,6 +236,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             requirement_files: &req_files,
             project: project_dir.as_deref(),
             specs: &settings.with,
+            platform: board.platform((interp.major, interp.minor)),
         },
     )?;
     let contents = python::site_contents(interp, &site)?;
@@ -191,8 +248,15 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         .as_ref()
         .map(|p| p.dir.clone())
         .unwrap_or_else(|| PathBuf::from("."));
+    let addon_env = board.addon_env()?;
+    // FERRY_PYTHON runs on this machine: the target's does not in a cross build.
+    let addon_python = if board.is_cross() {
+        &interp.invoked
+    } else {
+        &interp.executable
+    };
     for (addon, cfg) in &settings.addons {
-        addons::run(addon, cfg, &addon_dir, &bundle, &interp.executable)?;
+        addons::run(addon, cfg, &addon_dir, &bundle, addon_python, &addon_env)?;
     }
 
     if mode == Mode::Pyz {
@@ -213,6 +277,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         &assemble::Inputs {
             settings: &settings,
             interp,
+            board,
             identity: &identity,
             launcher,
             key: key.as_ref(),
@@ -225,7 +290,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
 
     let size = std::fs::metadata(&built.output)?.len();
     log::note(format!(
-        "built `{}` in {:.1}s: {} {} ({}, Python {}), {:.1} MB, {} files, build {}",
+        "built `{}` in {:.1}s: {} {} ({}, {}, Python {}), {:.1} MB, {} files, build {}",
         built.output.display(),
         progress.elapsed_secs(),
         identity.name.value,
@@ -235,6 +300,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             Mode::System => "system",
             Mode::Pyz => "pyz",
         },
+        board.target,
         interp.version,
         size as f64 / 1e6,
         built.entries,

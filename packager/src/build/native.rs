@@ -1,6 +1,7 @@
 //! Native libraries: every ELF file in the bundle is read for the shared
 //! libraries it needs (`DT_NEEDED`); those that glibc does not provide and the
-//! bundle does not already carry are copied from the build host into `libs/`,
+//! bundle does not already carry are copied from the build host (or, for
+//! another architecture, from its unpacked packages: [`Libraries`]) into `libs/`,
 //! and each ELF that needs them gets an `$ORIGIN`-relative run path (set with
 //! patchelf), so they load from wherever the bundle is extracted — without
 //! `LD_LIBRARY_PATH`, which would leak into the app's subprocesses. Absolute run
@@ -170,8 +171,64 @@ fn origin_path(elf_dir_rel: &Path, target_rel: &Path) -> String {
     }
 }
 
+/// Where the libraries a bundle needs are taken from.
+pub enum Libraries {
+    /// The build host's: `ldconfig -p`, then the usual directories.
+    Host(HostLibraries),
+    /// Only the given directories of a target's unpacked packages, never
+    /// the host's (whose libraries are for another architecture, or
+    /// another distribution).
+    Target {
+        /// Searched in order.
+        dirs: Vec<PathBuf>,
+        /// What errors call them, e.g. `Debian 12's aarch64-linux-gnu packages`.
+        label: String,
+    },
+}
+
+impl Libraries {
+    /// The build host's libraries.
+    pub fn host() -> Libraries {
+        Libraries::Host(HostLibraries::load())
+    }
+
+    fn find(&self, soname: &str, hints: &[String], machine: u16, is_64: bool) -> Option<PathBuf> {
+        match self {
+            Libraries::Host(host) => host.find(soname, hints, machine, is_64),
+            Libraries::Target { dirs, .. } => dirs
+                .iter()
+                .map(|d| d.join(soname))
+                .find(|p| p.is_file() && arch_matches(p, machine, is_64)),
+        }
+    }
+
+    fn not_found(&self, soname: &str, needed_by: &Path) -> String {
+        match self {
+            Libraries::Host(_) => format!(
+                "cannot find `{soname}`, needed by `{}`, on the build host\nhint: install the package that provides it",
+                needed_by.display()
+            ),
+            Libraries::Target { label, .. } => format!(
+                "cannot find `{soname}`, needed by `{}`, in {label}\nhint: a wheel that needs a library the board's Debian has is not bundled from this machine; add the library with a build add-on (copy it into `libs/`)",
+                needed_by.display()
+            ),
+        }
+    }
+}
+
+fn arch_matches(p: &Path, machine: u16, is_64: bool) -> bool {
+    fs::read(p)
+        .ok()
+        .and_then(|b| {
+            Elf::parse(&b)
+                .ok()
+                .map(|e| e.header.e_machine == machine && e.is_64 == is_64)
+        })
+        .unwrap_or(false)
+}
+
 /// The build host's library search: `ldconfig -p`, then the usual directories.
-struct HostLibraries {
+pub struct HostLibraries {
     cache: BTreeMap<String, Vec<PathBuf>>,
 }
 
@@ -198,16 +255,6 @@ impl HostLibraries {
     }
 
     fn find(&self, soname: &str, hints: &[String], machine: u16, is_64: bool) -> Option<PathBuf> {
-        let arch_matches = |p: &Path| -> bool {
-            fs::read(p)
-                .ok()
-                .and_then(|b| {
-                    Elf::parse(&b)
-                        .ok()
-                        .map(|e| e.header.e_machine == machine && e.is_64 == is_64)
-                })
-                .unwrap_or(false)
-        };
         let hinted = hints
             .iter()
             .filter(|h| h.starts_with('/'))
@@ -217,7 +264,7 @@ impl HostLibraries {
         hinted
             .chain(cached)
             .chain(standard)
-            .find(|p| p.is_file() && arch_matches(p))
+            .find(|p| p.is_file() && arch_matches(p, machine, is_64))
     }
 }
 
@@ -251,23 +298,34 @@ fn walk_files(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Checks that patchelf and strip are there before a long build starts.
-pub fn require_tools() -> Result<()> {
+/// Checks that patchelf and `strip` are there before a long build starts.
+pub fn require_tools(strip: &str) -> Result<()> {
     if process::find_on_path("patchelf").is_none() {
         bail!("`patchelf` is not installed; standalone builds need it to set relative run paths\nhint: apt-get install patchelf");
     }
-    if process::find_on_path("strip").is_none() {
-        bail!("`strip` is not installed; standalone builds need it to drop debug information\nhint: apt-get install binutils");
+    if process::find_on_path(strip).is_none() {
+        let package = match strip.strip_suffix("-strip") {
+            Some(prefix) => format!("binutils-{prefix}"),
+            None => "binutils".to_owned(),
+        };
+        bail!("`{strip}` is not installed; standalone builds need it to drop debug information\nhint: apt-get install {package}");
     }
     Ok(())
 }
 
-/// Bundles the native libraries every ELF in `bundle` needs. `provided` lists
-/// sonames the target supplies besides glibc (libpython in system mode).
-pub fn bundle(bundle: &Path, provided: &[String]) -> Result<NativeReport> {
+/// Bundles the native libraries every ELF in `bundle` needs, from
+/// `libraries`, dropping debug sections with the program `strip`.
+/// `provided` lists sonames the target supplies besides glibc (libpython
+/// in system mode).
+pub fn bundle(
+    bundle: &Path,
+    provided: &[String],
+    libraries: &Libraries,
+    strip: &str,
+) -> Result<NativeReport> {
     let mut files = Vec::new();
     walk_files(bundle, Path::new(""), &mut files)?;
-    let host = HostLibraries::load();
+    let host = libraries;
     let libs_rel = PathBuf::from(LIBS_DIR);
     let mut report = NativeReport::default();
     let mut queue: VecDeque<PathBuf> = VecDeque::new();
@@ -313,12 +371,9 @@ pub fn bundle(bundle: &Path, provided: &[String]) -> Result<NativeReport> {
             let target_dir = match elsewhere {
                 Some(d) => d,
                 None => {
-                    let host_path = host.find(&soname, &runpaths, machine, is_64).with_context(|| {
-                        format!(
-                            "cannot find `{soname}`, needed by `{}`, on the build host\nhint: install the package that provides it",
-                            rel.display()
-                        )
-                    })?;
+                    let host_path = host
+                        .find(&soname, &runpaths, machine, is_64)
+                        .with_context(|| host.not_found(&soname, &rel))?;
                     let dest_rel = libs_rel.join(&soname);
                     fs::create_dir_all(bundle.join(&libs_rel))?;
                     fs::copy(&host_path, bundle.join(&dest_rel))
@@ -355,7 +410,7 @@ pub fn bundle(bundle: &Path, provided: &[String]) -> Result<NativeReport> {
         .iter()
         .map(|rel| Ok(fs::metadata(bundle.join(rel))?.len()))
         .collect::<Result<Vec<u64>>>()?;
-    strip_debug(bundle, &stripped)?;
+    strip_debug(bundle, &stripped, strip)?;
     for (rel, before) in stripped.iter().zip(sizes_before) {
         let after = fs::metadata(bundle.join(rel))?.len();
         report
@@ -400,9 +455,9 @@ pub fn bundle(bundle: &Path, provided: &[String]) -> Result<NativeReport> {
 
 /// Drops debug information (not symbols) from ELF files: interpreters built
 /// from source carry tens of megabytes of it, which devices never use.
-fn strip_debug(bundle: &Path, files: &[PathBuf]) -> Result<()> {
+fn strip_debug(bundle: &Path, files: &[PathBuf], strip: &str) -> Result<()> {
     for chunk in files.chunks(200) {
-        let mut cmd = Command::new("strip");
+        let mut cmd = Command::new(strip);
         cmd.arg("--strip-debug");
         for f in chunk {
             let full = bundle.join(f);

@@ -10,11 +10,14 @@ use anyhow::{bail, Context as _, Result};
 use serde::Deserialize;
 
 use crate::process;
+use crate::target::debian::PythonTree;
 
 /// What ferry needs to know about the build interpreter.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Interpreter {
-    /// The path ferry was given (may be a venv or a shim).
+    /// The path ferry was given (may be a venv or a shim): what ferry runs
+    /// to install, list and compile. In a cross build, the host's Python of
+    /// the target's version, while the fields below describe the target's.
     #[serde(skip)]
     pub invoked: PathBuf,
     /// `3.11.7`.
@@ -49,6 +52,52 @@ impl Interpreter {
     /// `python3.11`.
     pub fn versioned_name(&self) -> String {
         format!("python{}.{}", self.major, self.minor)
+    }
+
+    /// The interpreter a cross build ships: the target's, from an unpacked
+    /// Debian tree, described without running it. `invoked` stays the host
+    /// interpreter `host`, which installs, lists and compiles bytecode for
+    /// it; bytecode is portable only within one minor version, so `host`
+    /// must be the target's minor version.
+    pub fn for_target(host: &Interpreter, tree: &PythonTree) -> Result<Interpreter> {
+        let (major, minor) = crate::target::debian::PYTHON_MINOR;
+        if (host.major, host.minor) != (major, minor) {
+            bail!(
+                "the {} interpreter is Python {major}.{minor} (Debian 12's), but the build Python `{}` is {}; its bytecode would not load there\nhint: pass --python with a Python {major}.{minor} of this machine (Debian: /usr/bin/python{major}.{minor}; pyenv: `pyenv install {major}.{minor}`)",
+                tree.target,
+                host.invoked.display(),
+                host.version
+            );
+        }
+        let executable = tree.executable();
+        let stdlib = tree.stdlib();
+        for needed in [&executable, &stdlib.join("os.py")] {
+            if !needed.is_file() {
+                bail!(
+                    "the unpacked {} interpreter in `{}` has no `{}`\nhint: delete that directory so ferry fetches it again",
+                    tree.target,
+                    tree.root.display(),
+                    needed.display()
+                );
+            }
+        }
+        Ok(Interpreter {
+            invoked: host.invoked.clone(),
+            version: tree.version.clone(),
+            major,
+            minor,
+            implementation: "cpython".to_owned(),
+            executable,
+            base_prefix: tree.root.join("usr"),
+            platstdlib: stdlib.clone(),
+            stdlib,
+            libdir: tree.root.join("usr/lib").join(tree.target.multiarch()),
+            instsoname: format!("libpython{major}.{minor}.so.1.0"),
+            // Debian links libpython into the executable.
+            enable_shared: false,
+            machine: tree.target.wheel_machine().to_owned(),
+            has_pip: host.has_pip,
+        })
     }
 }
 

@@ -36,6 +36,11 @@ pub fn ferry_build(cwd: &Path, args: &[&str]) -> Output {
         .arg("build")
         .args(args)
         .env("SOURCE_DATE_EPOCH", "1700000000")
+        // Boards' interpreters, fetched once per machine, not per test.
+        .env(
+            "FERRY_TARGET_CACHE",
+            ferry_tests::cache_dir().join("target-pythons"),
+        )
         .env_remove("FERRY_KEY_PASSWORD")
         .output()
         .expect("run ferry build")
@@ -79,6 +84,15 @@ pub fn built(project: &Path, args: &[&str], file_name: &str) -> Result<PathBuf> 
     let mut h = Sha256::new();
     for p in [ferry(), launcher()] {
         h.update(fs::read(&p)?);
+    }
+    // A build for a board carries that board's launcher.
+    if let Some(i) = args.iter().position(|a| *a == "--target") {
+        let target = args.get(i + 1).context("--target without a value")?;
+        let arch = ferry_tests::arch::Arch::ALL
+            .into_iter()
+            .find(|a| a.multiarch() == *target)
+            .context("an unknown --target")?;
+        h.update(fs::read(arch.release_program("ferry-launcher"))?);
     }
     hash_tree(&mut h, project)?;
     for a in args {

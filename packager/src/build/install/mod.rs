@@ -2,6 +2,7 @@
 //! with uv when it is on PATH (much faster) and pip otherwise. Both install
 //! into an empty `--target`, isolated from the build interpreter's own packages.
 
+pub mod cross;
 mod failure;
 
 use std::io::IsTerminal as _;
@@ -22,6 +23,8 @@ pub struct InstallPlan<'a> {
     pub project: Option<&'a Path>,
     /// Extra requirement specifiers.
     pub specs: &'a [String],
+    /// The board's platform, when it is not this machine's.
+    pub platform: Option<cross::Platform>,
 }
 
 impl InstallPlan<'_> {
@@ -53,6 +56,22 @@ pub fn choose(interp: &Interpreter) -> Result<Installer> {
     if !interp.has_pip {
         bail!(
             "`{}` has no pip and uv is not on PATH\nhint: install pip for that interpreter (`{} -m ensurepip --upgrade`, or Debian's `apt-get install python3-pip`) or install uv",
+            interp.invoked.display(),
+            interp.invoked.display()
+        );
+    }
+    Ok(Installer::Pip)
+}
+
+/// The installer of a build for another architecture: pip, whose
+/// `--platform` ferry drives (uv's platform selection is not wired yet).
+pub fn choose_for_cross(interp: &Interpreter) -> Result<Installer> {
+    if std::env::var("FERRY_INSTALLER").is_ok_and(|v| v == "uv") {
+        bail!("FERRY_INSTALLER is `uv`, but builds for another architecture install with pip\nhint: unset FERRY_INSTALLER for this build");
+    }
+    if !interp.has_pip {
+        bail!(
+            "`{}` has no pip, which a build for another architecture installs with\nhint: `{} -m ensurepip --upgrade`, or Debian's `apt-get install python3-pip`",
             interp.invoked.display(),
             interp.invoked.display()
         );
@@ -96,17 +115,32 @@ pub fn install(
         }
     };
     cmd.arg("--target").arg(site);
+    if let Some(platform) = &plan.platform {
+        cmd.args(platform.pip_args());
+    }
     for r in plan.requirement_files {
         cmd.arg("-r").arg(r);
     }
     let mut before = None;
+    let wheels = tempfile::Builder::new().prefix("ferry-wheel-").tempdir()?;
     if let Some(p) = plan.project {
         // An absolute path: `ferry-src` alone would be taken for a package
         // name on PyPI.
         let abs = std::path::absolute(p)
             .with_context(|| format!("cannot resolve the project directory `{}`", p.display()))?;
         before = Some((abs.clone(), build_leftovers(&abs)));
-        cmd.arg(abs);
+        match &plan.platform {
+            Some(platform) => {
+                let built = cross::project_wheel(interp, &abs, wheels.path(), platform);
+                if built.is_err() {
+                    remove_new_leftovers(&abs, &before.as_ref().expect("set above").1);
+                }
+                cmd.arg(built?);
+            }
+            None => {
+                cmd.arg(abs);
+            }
+        }
     }
     cmd.args(plan.specs);
     cmd.env("PIP_NO_INPUT", "1");
@@ -127,12 +161,12 @@ pub fn install(
         );
         let why = failure::classify(&text, failure::offline_from_env());
         let python = format!("{}.{}", interp.major, interp.minor);
-        return Err(
-            process::failed(&line, &out, echo.is_none()).context(format!(
-                "cannot install the requirements\nhint: {}",
-                why.hint(&python)
-            )),
-        );
+        let hint = plan
+            .platform
+            .and_then(|p| p.hint(&why))
+            .unwrap_or_else(|| why.hint(&python));
+        return Err(process::failed(&line, &out, echo.is_none())
+            .context(format!("cannot install the requirements\nhint: {hint}")));
     }
     // Console-script wrappers point at the build interpreter: useless in the bundle.
     let bin = site.join("bin");
