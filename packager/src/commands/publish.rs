@@ -7,8 +7,7 @@
 //! metadata naming a file that is not there yet.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
@@ -23,31 +22,6 @@ use crate::keyfile;
 use crate::log;
 use crate::release::{check_release_key, write_release};
 use crate::repository::{now, LocalRepo};
-
-/// The target an ELF file is built for, from its header's machine field.
-pub fn elf_target(path: &Path) -> Result<&'static str> {
-    let mut head = [0u8; 20];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .with_context(|| format!("cannot read the ELF header of `{}`", path.display()))?;
-    if &head[..4] != b"\x7fELF" {
-        bail!("`{}` is not an ELF file", path.display());
-    }
-    let machine = if head[5] == 1 {
-        u16::from_le_bytes([head[18], head[19]])
-    } else {
-        u16::from_be_bytes([head[18], head[19]])
-    };
-    match (machine, head[4]) {
-        (62, 2) => Ok("x86_64-linux-gnu"),
-        (183, 2) => Ok("aarch64-linux-gnu"),
-        (40, 1) => Ok("arm-linux-gnueabihf"),
-        _ => bail!(
-            "`{}` is built for ELF machine {machine}, which ferry does not ship to",
-            path.display()
-        ),
-    }
-}
 
 /// One file of a release.
 struct Part {
@@ -86,7 +60,7 @@ fn parts(args: &PublishArgs, key: &SecretKey) -> Result<(Vec<Part>, String, Stri
                         }
                     }
                 }
-                let target = elf_target(path)?.to_owned();
+                let target = crate::target::of_file(path)?.multiarch().to_owned();
                 (
                     Part {
                         path: path.clone(),
@@ -114,8 +88,8 @@ fn parts(args: &PublishArgs, key: &SecretKey) -> Result<(Vec<Part>, String, Stri
                     .context("--version is needed for a file that is not a ferry binary")?;
                 let target = match &args.target {
                     Some(t) => t.clone(),
-                    None => elf_target(path)
-                        .map(str::to_owned)
+                    None => crate::target::of_file(path)
+                        .map(|t| t.multiarch().to_owned())
                         .unwrap_or_else(|_| ferry_format::manifest::host_target().to_owned()),
                 };
                 (

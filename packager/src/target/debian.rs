@@ -107,7 +107,7 @@ pub fn python_tree(target: Target) -> Result<PythonTree> {
         ("dpkg-deb", "dpkg"),
     ] {
         if process::find_on_path(tool).is_none() {
-            bail!("`{tool}` is not installed; ferry takes the {target} interpreter from Debian's packages\nhint: build on Debian or Ubuntu (apt-get install {package}), or pass --target-python DIR with an unpacked CPython for {target}");
+            bail!("`{tool}` is not installed; ferry takes the {target} interpreter from Debian's packages\nhint: build on Debian or Ubuntu (apt-get install {package})");
         }
     }
     let arch = target.deb_arch();
@@ -154,7 +154,7 @@ fn require_architecture(target: Target) -> Result<()> {
         return Ok(());
     }
     bail!(
-        "apt knows no {arch} packages on this machine, so it cannot fetch the {target} interpreter\nhint: run `dpkg --add-architecture {arch} && apt-get update` (as root; scripts/install-deps.sh does), or pass --target-python DIR"
+        "apt knows no {arch} packages on this machine, so it cannot fetch the {target} interpreter\nhint: run `dpkg --add-architecture {arch} && apt-get update` (as root; scripts/install-deps.sh does)"
     )
 }
 
