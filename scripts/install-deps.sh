@@ -2,7 +2,8 @@
 # Installs what ferry's demo and tests need on a fresh Debian 12 machine (as
 # root): Debian's minisign for signature interop, the Rust components for
 # formatting and lints, and the cross toolchain for ARM boards (Debian's own
-# Rust with the arm64 and armhf standard libraries, their gcc, qemu-user).
+# Rust with the arm64 and armhf standard libraries, their gcc, qemu-user and
+# their glibc, which emulated boards and the start-up check load).
 # Installs only what is missing, so reruns are quick.
 set -euo pipefail
 
@@ -18,7 +19,7 @@ done
 
 packages=(minisign patchelf binutils debootstrap systemd dbus nginx iproute2 strace openssl python3 python3-pip python3-venv
   rustc-web cargo-web libstd-rust-web-dev:arm64 libstd-rust-web-dev:armhf
-  gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf qemu-user-static)
+  gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf qemu-user-static libc6:arm64 libc6:armhf)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

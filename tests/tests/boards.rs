@@ -11,9 +11,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::repo::{current_version, version_served, Repo, ANSWERS_500};
 use common::{assert_no_output, ferry_build};
 use ferry_tests::arch::{elf_machine_of, Arch};
-use ferry_tests::board::{Board, FERRYD_INSIDE};
+use ferry_tests::board::{AgentConfig, Board, FERRYD_INSIDE};
 use ferry_tests::rootfs::{self, scratch, Staged};
 use ferry_tests::{examples, server};
 
@@ -343,4 +344,164 @@ fn a_launcher_for_another_architecture_is_refused() {
         stderr.contains("is built for x86_64-linux-gnu, and this build is for aarch64-linux-gnu"),
         "{stderr}"
     );
+}
+
+/// One board of the emulated fleet: its architecture, the board, its app's port.
+struct FleetBoard {
+    arch: Arch,
+    board: Board,
+    port: u16,
+}
+
+/// A systemd board whose ferryd is `arch`'s (an ARM one runs through
+/// qemu-user), following `repo`.
+fn fleet_board(repo: &Repo, arch: Arch) -> FleetBoard {
+    let agent = match arch {
+        Arch::Amd64 => ferry_tests::programs::program("ferryd"),
+        other => cross_program(other, "ferryd"),
+    };
+    ferry_tests::binfmt::ensure_runs(arch).unwrap();
+    let board = Board::start_with_agent(&format!("fleet-{}", arch.deb()), &agent).unwrap();
+    let port = server::free_port().unwrap();
+    board
+        .configure(&AgentConfig {
+            repository: &repo.nginx.url(),
+            root: &repo.root(),
+            app_extra: "probation = \"5s\"\nrestart-timeout = \"180s\"",
+            top_extra: "",
+            port,
+        })
+        .unwrap();
+    if arch != Arch::Amd64 {
+        // qemu translates the ARM code into host code at run time: it needs
+        // writable, executable memory. A real board runs the unit as shipped.
+        board
+            .agent_drop_in("emulated", "[Service]\nMemoryDenyWriteExecute=no\n")
+            .unwrap();
+    }
+    FleetBoard { arch, board, port }
+}
+
+/// simple_api at `version` (patched by `patch`) for every architecture,
+/// signed and published as one release of three artifacts.
+fn publish_for_all(repo: &Repo, version: &str, patch: Option<(&str, &str)>) {
+    let project_dir = tempfile::tempdir().unwrap();
+    let project = examples::simple_api_variant(project_dir.path(), version, patch).unwrap();
+    let mut names = Vec::new();
+    for arch in Arch::ALL {
+        let bin = match arch {
+            Arch::Amd64 => common::built(&project, &[], "simple_api").unwrap(),
+            other => built_for(other, &project, "simple_api"),
+        };
+        let name = format!("release-{}", arch.deb());
+        std::fs::copy(&bin, repo.dir.path().join(&name)).unwrap();
+        repo.ferry(&["sign", &name, "--key", "release.key"]);
+        names.push(name);
+    }
+    let mut args = vec!["publish"];
+    args.extend(names.iter().map(String::as_str));
+    args.extend_from_slice(&["--key", "release.key"]);
+    args.extend_from_slice(&Repo::TRUST);
+    repo.ferry(&args);
+}
+
+fn wait_all(fleet: &[FleetBoard], what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
+    for b in fleet {
+        b.board
+            .wait_for(
+                &format!("{what} on the {} board", b.arch.deb()),
+                Duration::from_secs(400),
+                &pred,
+            )
+            .unwrap();
+    }
+}
+
+/// GETs of `version`'s artifact for `arch` that nginx answered in full.
+fn artifact_fetches(log: &str, version: &str, arch: Arch) -> usize {
+    // `targets/simple_api/<version>/<target>/<sha256>.simple_api`.
+    let dir = format!("/simple_api/{version}/{}/", arch.multiarch());
+    log.lines()
+        .filter(|l| {
+            l.starts_with("\"GET ")
+                && l.contains(&dir)
+                && l.contains(".simple_api HTTP/")
+                && l.contains("\" 200 ")
+        })
+        .count()
+}
+
+/// The fleet the issue asks for: an x86_64, an aarch64 and an armhf board
+/// (their agents and apps each that architecture's binaries, ARM ones run
+/// through qemu-user) follow one channel. A release of three artifacts
+/// reaches all three; a broken one is rolled back on all three; and each
+/// board downloaded only its own architecture's artifact.
+#[test]
+fn an_emulated_fleet_of_three_architectures_updates_and_rolls_back_on_one_channel() {
+    let repo = Repo::new();
+    let fleet: Vec<FleetBoard> = Arch::ALL
+        .into_iter()
+        .map(|a| fleet_board(&repo, a))
+        .collect();
+
+    publish_for_all(&repo, "1.0.0", None);
+    for b in &fleet {
+        let out = b
+            .board
+            .sandbox
+            .systemctl(&["start", "ferryd.service"])
+            .unwrap();
+        let journal = || {
+            let j = b.board.sandbox.journal(&["-u", "ferryd.service"]).unwrap();
+            text(&j.stdout)
+        };
+        assert!(
+            out.status.success(),
+            "ferryd did not start on the {} board: {}\n{}",
+            b.arch.deb(),
+            text(&out.stderr),
+            journal()
+        );
+    }
+    wait_all(&fleet, "1.0.0 committed", |s| {
+        current_version(s) == "1.0.0" && s["phase"] == "idle"
+    });
+
+    publish_for_all(&repo, "2.0.0", None);
+    wait_all(&fleet, "2.0.0 committed", |s| {
+        current_version(s) == "2.0.0" && s["phase"] == "idle"
+    });
+    for b in &fleet {
+        assert_eq!(version_served(b.port).as_deref(), Some("2.0.0"));
+        let running = b.board.current_binary();
+        assert_eq!(
+            elf_machine_of(&running).unwrap(),
+            b.arch.elf_machine(),
+            "the {} board runs another architecture's build",
+            b.arch.deb()
+        );
+    }
+
+    publish_for_all(&repo, "3.0.0", Some(ANSWERS_500));
+    wait_all(&fleet, "3.0.0 rolled back", |s| {
+        s["last_result"]["outcome"] == "rolled_back"
+            && s["last_result"]["version"] == "3.0.0"
+            && current_version(s) == "2.0.0"
+            && s["phase"] == "idle"
+    });
+    for b in &fleet {
+        assert_eq!(version_served(b.port).as_deref(), Some("2.0.0"));
+    }
+
+    let log = repo.nginx.access_log();
+    for version in ["1.0.0", "2.0.0", "3.0.0"] {
+        for arch in Arch::ALL {
+            assert_eq!(
+                artifact_fetches(&log, version, arch),
+                1,
+                "{version}'s {} artifact was not fetched exactly once (each board fetches its own, once):\n{log}",
+                arch.deb()
+            );
+        }
+    }
 }
