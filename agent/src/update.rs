@@ -327,7 +327,17 @@ impl<U: UnitManager> Agent<U> {
                 )
             }) {
             Ok(offer) => offer,
-            Err(refusal) => return self.refuse(job, None, &refusal.to_string()),
+            Err(refusal) => {
+                if let verify::Refusal::NoArtifact { version, .. } = &refusal {
+                    // A release for other boards: said once, then this
+                    // manifest counts as seen (no fetch and refusal on every
+                    // poll) until the channel publishes another.
+                    job.state.manifest_sha256 = info.sha256().map(str::to_owned);
+                    job.state.save(&job.store.state_path())?;
+                    return self.refuse(job, Some(version), &refusal.to_string());
+                }
+                return self.refuse(job, None, &refusal.to_string());
+            }
         };
         let m = &offer.manifest;
         // Every verified manifest raises the floors, not only installs; a

@@ -385,24 +385,45 @@ fn fleet_board(repo: &Repo, arch: Arch) -> FleetBoard {
 /// simple_api at `version` (patched by `patch`) for every architecture,
 /// signed and published as one release of three artifacts.
 fn publish_for_all(repo: &Repo, version: &str, patch: Option<(&str, &str)>) {
+    repo.ferry(&publish_args(&signed_builds(
+        repo,
+        version,
+        patch,
+        &Arch::ALL,
+    )));
+}
+
+/// simple_api at `version` built for each of `arches`, signed, as file
+/// names in the repository's directory.
+fn signed_builds(
+    repo: &Repo,
+    version: &str,
+    patch: Option<(&str, &str)>,
+    arches: &[Arch],
+) -> Vec<String> {
     let project_dir = tempfile::tempdir().unwrap();
     let project = examples::simple_api_variant(project_dir.path(), version, patch).unwrap();
     let mut names = Vec::new();
-    for arch in Arch::ALL {
+    for &arch in arches {
         let bin = match arch {
             Arch::Amd64 => common::built(&project, &[], "simple_api").unwrap(),
             other => built_for(other, &project, "simple_api"),
         };
-        let name = format!("release-{}", arch.deb());
+        let name = format!("release-{version}-{}", arch.deb());
         std::fs::copy(&bin, repo.dir.path().join(&name)).unwrap();
         repo.ferry(&["sign", &name, "--key", "release.key"]);
         names.push(name);
     }
+    names
+}
+
+/// `ferry publish FILES… --key release.key <trust>`.
+fn publish_args(files: &[String]) -> Vec<&str> {
     let mut args = vec!["publish"];
-    args.extend(names.iter().map(String::as_str));
+    args.extend(files.iter().map(String::as_str));
     args.extend_from_slice(&["--key", "release.key"]);
     args.extend_from_slice(&Repo::TRUST);
-    repo.ferry(&args);
+    args
 }
 
 fn wait_all(fleet: &[FleetBoard], what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
@@ -503,5 +524,76 @@ fn an_emulated_fleet_of_three_architectures_updates_and_rolls_back_on_one_channe
                 arch.deb()
             );
         }
+    }
+}
+
+/// A release without this board's architecture: the aarch64 board says so
+/// once ("no aarch64-linux-gnu artifact in release 2.0.0"), keeps running
+/// its version, and neither retries nor refuses again on later polls.
+#[test]
+fn a_release_without_the_boards_artifact_is_refused_once_and_the_board_keeps_its_version() {
+    let repo = Repo::new();
+    let b = fleet_board(&repo, Arch::Arm64);
+    publish_for_all(&repo, "1.0.0", None);
+    let out = b
+        .board
+        .sandbox
+        .systemctl(&["start", "ferryd.service"])
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_all(std::slice::from_ref(&b), "1.0.0 committed", |s| {
+        current_version(s) == "1.0.0" && s["phase"] == "idle"
+    });
+
+    let others = signed_builds(&repo, "2.0.0", None, &[Arch::Amd64, Arch::Armhf]);
+    repo.ferry(&publish_args(&others));
+    let s = b
+        .board
+        .wait_for("2.0.0 refused", Duration::from_secs(120), |s| {
+            s["last_result"]["outcome"] == "refused" && s["last_result"]["version"] == "2.0.0"
+        })
+        .unwrap();
+    let message = s["last_result"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("no aarch64-linux-gnu artifact in release 2.0.0"),
+        "{s}"
+    );
+    // Several polls later (the board polls every second): still one refusal.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(b.board.count_events("refused", Some("2.0.0")).unwrap(), 1);
+    let s = b.board.app_status().unwrap();
+    assert_eq!(current_version(&s), "1.0.0");
+    assert_eq!(version_served(b.port).as_deref(), Some("1.0.0"));
+    let log = repo.nginx.access_log();
+    for arch in [Arch::Amd64, Arch::Armhf] {
+        assert_eq!(artifact_fetches(&log, "2.0.0", arch), 0, "{log}");
+    }
+}
+
+/// `ferry publish` of several binaries checks they are one release: one app
+/// and version, one binary per architecture.
+#[test]
+fn publish_refuses_binaries_of_different_versions_or_two_of_one_architecture() {
+    let repo = Repo::new();
+    let v1 = signed_builds(&repo, "1.0.0", None, &[Arch::Arm64, Arch::Amd64]);
+    let v2 = signed_builds(&repo, "2.0.0", None, &[Arch::Amd64]);
+    let run = |files: &[String]| {
+        let args = publish_args(files);
+        ferry_tests::programs::run_ferry(repo.dir.path(), &args)
+            .map(|_| ())
+            .unwrap_err()
+    };
+    let err = format!("{:#}", run(&[v1[0].clone(), v2[0].clone()]));
+    assert!(
+        err.contains("is simple_api 2.0.0, but")
+            && err.contains("one release is one app and version"),
+        "{err}"
+    );
+    let err = format!("{:#}", run(&[v1[0].clone(), v1[0].clone()]));
+    assert!(err.contains("two files for aarch64-linux-gnu"), "{err}");
+    // Nothing was published: no artifact of either version is in the repository.
+    for version in ["1.0.0", "2.0.0"] {
+        let dir = repo.path().join("targets/simple_api").join(version);
+        assert!(!dir.exists(), "`{}` exists", dir.display());
     }
 }
