@@ -179,6 +179,17 @@ impl Board {
         self.sandbox.exec(&argv)
     }
 
+    /// Asserts that `unit` is active and systemd never restarted it.
+    pub fn assert_active_without_restarts(&self, unit: &str) {
+        for (property, expected) in [("ActiveState", "active"), ("NRestarts", "0")] {
+            assert_eq!(
+                self.sandbox.property(unit, property).unwrap(),
+                expected,
+                "{unit}'s {property}"
+            );
+        }
+    }
+
     /// `ferryd status --json`.
     pub fn status(&self) -> Result<serde_json::Value> {
         let out = self.ferryd(&["status", "--json"])?;

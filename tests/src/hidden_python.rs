@@ -47,17 +47,7 @@ pub enum Hidden {
 pub fn command(binary: &Path) -> Result<Command> {
     let unshare = tools::find("unshare", "util-linux")?;
     tools::find("mount", "mount")?;
-    let mut cmd = Command::new(unshare);
-    cmd.args([
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        "/bin/sh",
-        "-c",
-        HIDE_SCRIPT,
-        "ferry-hide-python",
-    ]);
+    let mut cmd = tools::private_mount_shell(&unshare, HIDE_SCRIPT, "ferry-hide-python");
     for hidden in hidden_paths() {
         let arg = match hidden {
             Hidden::Dir(p) => format!("d:{}", p.display()),

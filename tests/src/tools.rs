@@ -65,6 +65,24 @@ pub(crate) fn tail(bytes: &[u8]) -> String {
     lines[lines.len().saturating_sub(LINES)..].join("\n")
 }
 
+/// `unshare --mount --propagation private -- /bin/sh -c SCRIPT NAME`: a shell
+/// script run in a private mount namespace, whose mounts vanish with it.
+/// The caller adds the script's arguments.
+pub(crate) fn private_mount_shell(unshare: &Path, script: &str, name: &str) -> Command {
+    let mut cmd = Command::new(unshare);
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "/bin/sh",
+        "-c",
+        script,
+        name,
+    ]);
+    cmd
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

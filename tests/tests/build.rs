@@ -145,22 +145,6 @@ mod serde_probe {
     }
 }
 
-/// Starts simple_api's `bin` in `root` on a free port and waits for its
-/// `/health` to answer 200; returns the running app (stopped when dropped)
-/// and its port.
-fn serves_health_in(root: &Path, bin: &Path) -> (rootfs::Spawned, u16) {
-    let port = server::free_port().unwrap();
-    let mut served = rootfs::spawn_in(root, bin, &[], &[("PORT", &port.to_string())]).unwrap();
-    let (status, _) = served
-        .wait_http(
-            &format!("http://127.0.0.1:{port}/health"),
-            Duration::from_secs(60),
-        )
-        .unwrap();
-    assert_eq!(status, 200, "{}", served.stderr());
-    (served, port)
-}
-
 #[test]
 fn standalone_binary_runs_in_minimal_debian_without_python() {
     let bin = common::simple_api();
@@ -168,7 +152,7 @@ fn standalone_binary_runs_in_minimal_debian_without_python() {
     let o = rootfs::run_in(&root, &bin, &["--version"], &[]).unwrap();
     assert!(o.status.success(), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains(examples::SIMPLE_API_VERSION));
-    let (_served, port) = serves_health_in(&root, &bin);
+    let (_served, port) = common::serves_health_in(&root, &bin, Duration::from_secs(60));
     let (_, body) = server::get(&format!("http://127.0.0.1:{port}/ssl")).unwrap();
     assert!(
         body.contains("OpenSSL"),
@@ -543,7 +527,7 @@ fn debians_interpreter_builds_a_binary_that_serves_in_minimal_debian() {
     );
     let bin = common::built(&examples::simple_api(), &["--python", python], "simple_api").unwrap();
     let root = rootfs::minimal_debian().unwrap();
-    let (_served, _) = serves_health_in(&root, &bin);
+    let (_served, _) = common::serves_health_in(&root, &bin, Duration::from_secs(60));
 }
 
 /// `ferry build ferry-src` (a relative directory, no slash) builds that

@@ -143,19 +143,9 @@ impl Staged {
     /// Like [`Staged::command`], but the binary's environment is exactly `env`
     /// (to run with no `HOME` or no `FERRY_CACHE_DIR`, say).
     pub fn command_exact_env(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut cmd = Command::new(&self.unshare);
+        let mut cmd = tools::private_mount_shell(&self.unshare, ENTER_SCRIPT, "ferry-chroot");
         cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                "/bin/sh",
-                "-c",
-                ENTER_SCRIPT,
-                "ferry-chroot",
-            ])
             .arg(&self.root)
             .arg(&self.host_dir);
         for (key, value) in env {

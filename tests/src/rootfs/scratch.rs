@@ -4,7 +4,7 @@
 //! tree stays as debootstrap made it and the copy costs no disk to start.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use anyhow::{Context, Result};
 
@@ -40,19 +40,9 @@ pub fn run_script(root: &Path, files: &[&Path], script: &str) -> Result<Output> 
         std::fs::copy(file, inbox.join(name))
             .with_context(|| format!("cannot copy `{}`", file.display()))?;
     }
-    let mut cmd = Command::new(unshare);
+    let mut cmd = tools::private_mount_shell(&unshare, ENTER_SCRIPT, "ferry-scratch");
     cmd.env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "/bin/sh",
-            "-c",
-            ENTER_SCRIPT,
-            "ferry-scratch",
-        ])
         .arg(root)
         .arg(scratch.path())
         .arg(script);

@@ -138,3 +138,21 @@ pub fn assert_no_output(dir: &Path) {
         dir.display()
     );
 }
+
+/// Starts simple_api's `bin` in `root` on a free port and waits up to
+/// `timeout` for its `/health` to answer 200; returns the running app
+/// (stopped when dropped) and its port.
+pub fn serves_health_in(
+    root: &Path,
+    bin: &Path,
+    timeout: std::time::Duration,
+) -> (ferry_tests::rootfs::Spawned, u16) {
+    let port = ferry_tests::server::free_port().unwrap();
+    let mut served =
+        ferry_tests::rootfs::spawn_in(root, bin, &[], &[("PORT", &port.to_string())]).unwrap();
+    let (status, _) = served
+        .wait_http(&format!("http://127.0.0.1:{port}/health"), timeout)
+        .unwrap();
+    assert_eq!(status, 200, "{}", served.stderr());
+    (served, port)
+}
