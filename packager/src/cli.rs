@@ -195,6 +195,11 @@ pub struct BuildArgs {
     /// beside `ferry` (see docs/building.md).
     #[arg(long, value_name = "TARGET")]
     pub target: Option<String>,
+    /// The board's CPython as an installed prefix (its `bin/python3.X` and
+    /// `lib/python3.X`, e.g. an unpacked python-build-standalone tree),
+    /// instead of Debian 12's packages; its architecture is the target.
+    #[arg(long, value_name = "DIR")]
+    pub target_python: Option<PathBuf>,
     /// Launcher to put at the head of the binary (default: `ferry-launcher`
     /// next to `ferry`, or the target's; see --target).
     #[arg(long, value_name = "PATH")]

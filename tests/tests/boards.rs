@@ -577,3 +577,72 @@ fn publish_refuses_binaries_of_different_versions_or_two_of_one_architecture() {
         assert!(!dir.exists(), "`{}` exists", dir.display());
     }
 }
+
+/// `--target-python DIR`: the board's CPython as an installed prefix (here
+/// Debian's armhf interpreter with its /lib merged into the prefix, as on a
+/// merged-/usr board) instead of the packages ferry fetches; the target is
+/// the prefix's architecture, no `--target` needed.
+#[test]
+fn a_target_python_prefix_builds_for_its_architecture() {
+    built_for(Arch::Armhf, &examples::c_addon(), "c_addon");
+    let cache = ferry_tests::cache_dir().join("target-pythons");
+    let tree = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("debian12-armhf-"))
+        })
+        .expect("the armhf interpreter ferry fetched");
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("prefix");
+    for (from, to) in [
+        (tree.join("usr"), prefix.clone()),
+        (tree.join("lib"), prefix.join("lib")),
+    ] {
+        std::fs::create_dir_all(&to).unwrap();
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(from.join("."))
+            .arg(&to)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let out = dir.path().join("c_addon");
+    let o = ferry_build(
+        dir.path(),
+        &[
+            examples::c_addon().to_str().unwrap(),
+            "--target-python",
+            prefix.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", common::text(&o));
+    assert_eq!(elf_machine_of(&out).unwrap(), Arch::Armhf.elf_machine());
+    let root = rootfs::minimal_debian_for(Arch::Armhf).unwrap();
+    let run = rootfs::run_in(&root, &out, &[], &[]).unwrap();
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(text(&run.stdout).contains("hello from libgreet"));
+
+    // A prefix of one architecture with --target of another is refused.
+    let o = ferry_build(
+        dir.path(),
+        &[
+            examples::c_addon().to_str().unwrap(),
+            "--target-python",
+            prefix.to_str().unwrap(),
+            "--target",
+            "aarch64-linux-gnu",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr)
+            .contains("is built for arm-linux-gnueabihf, and --target asks for aarch64-linux-gnu"),
+        "{}",
+        text(&o.stderr)
+    );
+}

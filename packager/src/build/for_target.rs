@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use super::install::cross::Platform;
 use super::native::Libraries;
 use crate::process;
-use crate::target::debian::PythonTree;
+use crate::target::tree::PythonTree;
 use crate::target::Target;
 
 /// The board a build is for.
@@ -50,12 +50,8 @@ impl TargetBuild {
     pub fn libraries(&self) -> Libraries {
         match &self.tree {
             Some(tree) => Libraries::Target {
-                dirs: tree.library_dirs(),
-                label: format!(
-                    "Debian 12's {} packages unpacked in `{}`",
-                    self.target,
-                    tree.root.display()
-                ),
+                dirs: tree.library_dirs.clone(),
+                label: tree.label.clone(),
             },
             None => Libraries::host(),
         }

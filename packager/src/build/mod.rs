@@ -105,10 +105,21 @@ fn launcher_path(args: &BuildArgs, target: Target) -> Result<PathBuf> {
 /// architecture's interpreter is fetched here (modes that ship or link
 /// against one), so a missing archive fails before anything is installed.
 fn target_build(args: &BuildArgs, mode: Mode) -> Result<TargetBuild> {
-    let target = match &args.target {
-        Some(t) => Target::parse(t).context("--target")?,
-        None => Target::host(),
+    let given = match &args.target {
+        Some(t) => Some(Target::parse(t).context("--target")?),
+        None => None,
     };
+    if let Some(dir) = &args.target_python {
+        if mode == Mode::Pyz {
+            bail!("--target-python gives an interpreter to bundle, and a pyz bundles none\nhint: drop --target-python (a zipapp runs on the board's own Python)");
+        }
+        let tree = target::prefix::python_tree(dir, given)?;
+        return Ok(TargetBuild {
+            target: tree.target,
+            tree: Some(tree),
+        });
+    }
+    let target = given.unwrap_or_else(Target::host);
     if target == Target::host() {
         return Ok(TargetBuild::host());
     }

@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _, Result};
 use serde::Deserialize;
 
 use crate::process;
-use crate::target::debian::PythonTree;
+use crate::target::tree::PythonTree;
 
 /// What ferry needs to know about the build interpreter.
 #[derive(Debug, Clone, Deserialize)]
@@ -54,29 +54,27 @@ impl Interpreter {
         format!("python{}.{}", self.major, self.minor)
     }
 
-    /// The interpreter a cross build ships: the target's, from an unpacked
-    /// Debian tree, described without running it. `invoked` stays the host
-    /// interpreter `host`, which installs, lists and compiles bytecode for
-    /// it; bytecode is portable only within one minor version, so `host`
-    /// must be the target's minor version.
+    /// The interpreter a cross build ships: the target's, from its tree,
+    /// described without running it. `invoked` stays the host interpreter
+    /// `host`, which installs, lists and compiles bytecode for it; bytecode
+    /// is portable only within one minor version, so `host` must be the
+    /// target's minor version.
     pub fn for_target(host: &Interpreter, tree: &PythonTree) -> Result<Interpreter> {
-        let (major, minor) = crate::target::debian::PYTHON_MINOR;
+        let (major, minor) = tree.minor;
         if (host.major, host.minor) != (major, minor) {
             bail!(
-                "the {} interpreter is Python {major}.{minor} (Debian 12's), but the build Python `{}` is {}; its bytecode would not load there\nhint: pass --python with a Python {major}.{minor} of this machine (Debian: /usr/bin/python{major}.{minor}; pyenv: `pyenv install {major}.{minor}`)",
+                "the {} interpreter is Python {major}.{minor}, but the build Python `{}` is {}; its bytecode would not load there\nhint: pass --python with a Python {major}.{minor} of this machine (Debian 12: /usr/bin/python{major}.{minor}; pyenv: `pyenv install {major}.{minor}`)",
                 tree.target,
                 host.invoked.display(),
                 host.version
             );
         }
-        let executable = tree.executable();
-        let stdlib = tree.stdlib();
-        for needed in [&executable, &stdlib.join("os.py")] {
+        for needed in [&tree.executable, &tree.stdlib.join("os.py")] {
             if !needed.is_file() {
                 bail!(
-                    "the unpacked {} interpreter in `{}` has no `{}`\nhint: delete that directory so ferry fetches it again",
+                    "the {} interpreter in {} has no `{}`\nhint: for a fetched Debian tree, delete that directory so ferry fetches it again",
                     tree.target,
-                    tree.root.display(),
+                    tree.label,
                     needed.display()
                 );
             }
@@ -87,14 +85,16 @@ impl Interpreter {
             major,
             minor,
             implementation: "cpython".to_owned(),
-            executable,
-            base_prefix: tree.root.join("usr"),
-            platstdlib: stdlib.clone(),
-            stdlib,
-            libdir: tree.root.join("usr/lib").join(tree.target.multiarch()),
-            instsoname: format!("libpython{major}.{minor}.so.1.0"),
-            // Debian links libpython into the executable.
-            enable_shared: false,
+            executable: tree.executable.clone(),
+            base_prefix: tree.prefix.clone(),
+            platstdlib: tree.stdlib.clone(),
+            stdlib: tree.stdlib.clone(),
+            libdir: tree.libdir.clone(),
+            instsoname: tree
+                .libpython
+                .clone()
+                .unwrap_or_else(|| format!("libpython{major}.{minor}.so.1.0")),
+            enable_shared: tree.libpython.is_some(),
             machine: tree.target.wheel_machine().to_owned(),
             has_pip: host.has_pip,
         })

@@ -16,6 +16,7 @@ use std::process::Command;
 use anyhow::{bail, Context as _, Result};
 use sha2::{Digest as _, Sha256};
 
+use super::tree::PythonTree;
 use super::Target;
 use crate::{log, process};
 
@@ -33,46 +34,6 @@ const NOT_BUNDLED: &[&str] = &["libc6", "gcc-12-base"];
 
 /// Written last into a finished tree: the packages it holds.
 const MARKER: &str = ".ferry-packages";
-
-/// A target's interpreter tree, unpacked.
-#[derive(Debug, Clone)]
-pub struct PythonTree {
-    /// The unpacked root (holds `usr/bin/python3.11`, `usr/lib/python3.11`).
-    pub root: PathBuf,
-    /// The target it is for.
-    pub target: Target,
-    /// CPython's own version, e.g. `3.11.2` (from the package version).
-    pub version: String,
-}
-
-impl PythonTree {
-    /// `usr/bin/python3.11`.
-    pub fn executable(&self) -> PathBuf {
-        self.root.join(format!(
-            "usr/bin/python{}.{}",
-            PYTHON_MINOR.0, PYTHON_MINOR.1
-        ))
-    }
-
-    /// `usr/lib/python3.11`.
-    pub fn stdlib(&self) -> PathBuf {
-        self.root.join(format!(
-            "usr/lib/python{}.{}",
-            PYTHON_MINOR.0, PYTHON_MINOR.1
-        ))
-    }
-
-    /// Where the tree's shared libraries are, in the loader's order.
-    pub fn library_dirs(&self) -> Vec<PathBuf> {
-        let ma = self.target.multiarch();
-        vec![
-            self.root.join("lib").join(ma),
-            self.root.join("usr/lib").join(ma),
-            self.root.join("lib"),
-            self.root.join("usr/lib"),
-        ]
-    }
-}
 
 /// Where unpacked target trees are kept: `$FERRY_TARGET_CACHE`, else
 /// `$XDG_CACHE_HOME/ferry-targets`, else `~/.cache/ferry-targets` (beside,
@@ -130,11 +91,36 @@ pub fn python_tree(target: Target) -> Result<PythonTree> {
         ));
         unpack(&packages, arch, &dir, &root)?;
     }
-    Ok(PythonTree {
-        root,
+    Ok(tree_of(&root, target, version))
+}
+
+/// The interpreter tree of an unpacked Debian root.
+fn tree_of(root: &Path, target: Target, version: String) -> PythonTree {
+    let (major, minor) = PYTHON_MINOR;
+    let ma = target.multiarch();
+    let usr = root.join("usr");
+    PythonTree {
         target,
         version,
-    })
+        minor: PYTHON_MINOR,
+        executable: usr.join(format!("bin/python{major}.{minor}")),
+        stdlib: usr.join(format!("lib/python{major}.{minor}")),
+        libdir: usr.join("lib").join(ma),
+        // Debian links libpython into the executable.
+        libpython: None,
+        library_dirs: vec![
+            root.join("lib").join(ma),
+            usr.join("lib").join(ma),
+            root.join("lib"),
+            usr.join("lib"),
+        ],
+        label: format!(
+            "Debian 12's {} packages unpacked in `{}`",
+            target.deb_arch(),
+            root.display()
+        ),
+        prefix: usr,
+    }
 }
 
 /// Fails with the two commands that fix it unless dpkg knows `target`'s

@@ -6,6 +6,8 @@
 //! launcher — so the rest of the build asks the target instead of `cfg!`.
 
 pub mod debian;
+pub mod prefix;
+pub mod tree;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
