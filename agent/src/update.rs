@@ -814,9 +814,9 @@ impl<U: UnitManager> Agent<U> {
             );
         }
         let current = job.state.current.clone();
-        let older = current.as_ref().is_some_and(|cur| {
-            verify::version_key(&c.metadata.version) < verify::version_key(&cur.version)
-        });
+        let older = current
+            .as_ref()
+            .is_some_and(|cur| ferry_format::version::is_older(&c.metadata.version, &cur.version));
         let denied = job.state.denied.iter().any(|d| d.sha256 == sha256);
         if (older || denied) && !force {
             anyhow::bail!(

@@ -108,13 +108,6 @@ pub enum Refusal {
     Artifact(String),
 }
 
-/// A comparable form of a version string (numeric parts).
-pub fn version_key(v: &str) -> Vec<u64> {
-    v.split(['.', '-', '+'])
-        .map(|p| p.parse().unwrap_or(0))
-        .collect()
-}
-
 /// A release the channel offers this device, checked.
 #[derive(Debug, Clone)]
 pub struct Offer {
@@ -197,7 +190,7 @@ pub fn check_manifest(
     }
     if let Some(needed) = &m.min_agent_version {
         let have = env!("CARGO_PKG_VERSION");
-        if version_key(needed) > version_key(have) {
+        if ferry_format::version::is_older(have, needed) {
             return Err(Refusal::AgentTooOld {
                 needed: needed.clone(),
                 have: have.to_owned(),

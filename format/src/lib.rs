@@ -13,6 +13,7 @@ pub mod report;
 pub mod signature;
 pub mod trusted_comment;
 pub mod tuf;
+pub mod version;
 
 pub use container::{Container, ContainerError, Metadata, PythonInfo, Trailer};
 pub use keys::{KeyError, KeyId, PublicKey, SecretKey, SecretKeyFile};
