@@ -126,18 +126,21 @@ impl Store {
         t.file_name().map(|n| n.to_string_lossy().into_owned())
     }
 
-    /// The version directories on disk, newest first (by mtime).
+    /// The version directories on disk, newest version first (SemVer
+    /// precedence of the `<version>` in `<version>-<hash12>`), not by file
+    /// times: boards without a clock start in 1970.
     pub fn versions(&self) -> Result<Vec<String>> {
-        let mut v: Vec<(std::time::SystemTime, String)> = Vec::new();
+        let mut v: Vec<String> = Vec::new();
         for e in fs::read_dir(self.root.join("versions"))? {
             let e = e?;
             if e.file_type()?.is_dir() {
-                let mtime = e.metadata()?.modified()?;
-                v.push((mtime, e.file_name().to_string_lossy().into_owned()));
+                v.push(e.file_name().to_string_lossy().into_owned());
             }
         }
-        v.sort_by(|a, b| b.cmp(a));
-        Ok(v.into_iter().map(|(_, n)| n).collect())
+        v.sort_by(|a, b| {
+            ferry_format::version::compare(version_of_dir(b), version_of_dir(a)).then(b.cmp(a))
+        });
+        Ok(v)
     }
 
     /// Removes all but the `keep` newest versions, never `current` or
@@ -176,9 +179,47 @@ impl Store {
     }
 }
 
+/// `1.2.0-rc.1-0123456789ab` → `1.2.0-rc.1`: a version directory's version.
+fn version_of_dir(name: &str) -> &str {
+    match name.rsplit_once('-') {
+        Some((version, hash))
+            if hash.len() == 12 && hash.bytes().all(|c| c.is_ascii_hexdigit()) =>
+        {
+            version
+        }
+        _ => name,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_are_ordered_by_version_not_by_file_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "app").unwrap();
+        // Made oldest version last: an mtime order would put it first.
+        for name in [
+            "1.10.0-aaaaaaaaaaaa",
+            "2.0.0-rc.1-bbbbbbbbbbbb",
+            "2.0.0-cccccccccccc",
+            "1.9.0-dddddddddddd",
+        ] {
+            std::fs::create_dir_all(dir.path().join("app/versions").join(name)).unwrap();
+        }
+        assert_eq!(
+            store.versions().unwrap(),
+            [
+                "2.0.0-cccccccccccc",
+                "2.0.0-rc.1-bbbbbbbbbbbb",
+                "1.10.0-aaaaaaaaaaaa",
+                "1.9.0-dddddddddddd"
+            ]
+        );
+        assert_eq!(version_of_dir("1.2.0-rc.1-0123456789ab"), "1.2.0-rc.1");
+        assert_eq!(version_of_dir("odd"), "odd");
+    }
 
     fn release(v: &str) -> Release {
         let sha = format!("{v:0>64}");
