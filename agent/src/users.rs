@@ -7,17 +7,13 @@ use std::path::Path;
 
 use anyhow::{bail, Context as _, Result};
 
-/// The uid and gid of `name`, from `/etc/passwd`.
+/// The uid and gid of `name`, through NSS (`getpwnam_r`): users from
+/// `/etc/passwd`, LDAP or systemd's `DynamicUser=` (nss-systemd) alike.
 pub fn lookup(name: &str) -> Result<(u32, u32)> {
-    let passwd = std::fs::read_to_string("/etc/passwd").context("cannot read /etc/passwd")?;
-    passwd
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() > 3 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
-        })
-        .next()
-        .with_context(|| format!("user `{name}` (the app's `user`) does not exist"))
+    let user = nix::unistd::User::from_name(name)
+        .with_context(|| format!("cannot look up the user `{name}` (the app's `user`)"))?
+        .with_context(|| format!("user `{name}` (the app's `user`) does not exist"))?;
+    Ok((user.uid.as_raw(), user.gid.as_raw()))
 }
 
 /// Gives `dir` `mode` and (when given) `owner`, through a descriptor opened
@@ -84,6 +80,16 @@ pub fn secure_dir(dir: &Path, mode: u32, owner: Option<(u32, u32)>) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn users_are_looked_up_and_a_missing_one_is_named() {
+        assert_eq!(lookup("root").unwrap(), (0, 0));
+        let err = format!("{:#}", lookup("no-such-user-ferry").unwrap_err());
+        assert!(
+            err.contains("user `no-such-user-ferry` (the app's `user`) does not exist"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_symlink_in_place_of_the_directory_is_refused() {
