@@ -138,22 +138,9 @@ pub struct Settings {
     pub apps: Vec<AppSettings>,
 }
 
-/// Parses `30s`, `5m`, `2h`, `1d`, `250ms` or plain seconds.
+/// Parses a duration of the key `key` (see [`ferry_format::duration`]).
 pub fn parse_duration(key: &str, text: &str) -> Result<Duration> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().with_context(|| {
-        format!("`{key}` = \"{text}\" is not a duration like 30s, 5m, 2h or 250ms")
-    })?;
-    Ok(match unit {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        "d" => Duration::from_secs(n * 86_400),
-        _ => bail!("`{key}` = \"{text}\" has an unknown unit; use ms, s, m, h or d"),
-    })
+    ferry_format::duration::parse(text).map_err(|e| anyhow::anyhow!("`{key}` = {e}"))
 }
 
 fn opt_duration(key: &str, value: &Option<String>, default: Duration) -> Result<Duration> {
@@ -436,6 +423,6 @@ health-retries = 4
             Duration::from_millis(250)
         );
         assert_eq!(parse_duration("k", "7").unwrap(), Duration::from_secs(7));
-        assert!(parse_duration("k", "5 minutes").is_err());
+        assert!(parse_duration("k", "5 parsecs").is_err());
     }
 }

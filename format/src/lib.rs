@@ -7,6 +7,7 @@
 //! what it reads from before allocating.
 
 pub mod container;
+pub mod duration;
 pub mod keys;
 pub mod manifest;
 pub mod report;

@@ -6,7 +6,6 @@
 pub mod build;
 pub mod cli;
 pub mod commands;
-pub mod duration;
 pub mod errors;
 pub mod keyfile;
 pub mod log;

@@ -24,9 +24,9 @@ pub const SNAPSHOT_EXPIRES: &str = "30d";
 /// Default validity of a timestamp: short, so a frozen repository shows.
 pub const TIMESTAMP_EXPIRES: &str = "1d";
 
-/// `now` plus a duration as typed (`30d`).
+/// `now` plus a duration as typed (`30d`), in whole seconds.
 pub fn from_now(text: &str) -> Result<u64> {
-    Ok(now().saturating_add(crate::duration::parse_duration(text)?))
+    Ok(now().saturating_add(ferry_format::duration::parse(text)?.as_secs()))
 }
 
 /// Snapshot and timestamp expiries from now, by the defaults.

@@ -17,11 +17,10 @@ use ferry_format::SecretKey;
 
 use super::{open, Opened};
 use crate::cli::PublishArgs;
-use crate::duration::parse_duration;
 use crate::keyfile;
 use crate::log;
 use crate::release::{check_release_key, write_release};
-use crate::repository::{now, LocalRepo};
+use crate::repository::{from_now, now, LocalRepo};
 
 /// One file of a release.
 struct Part {
@@ -132,7 +131,7 @@ fn parts(args: &PublishArgs, key: &SecretKey) -> Result<(Vec<Part>, String, Stri
 pub fn run(args: PublishArgs) -> Result<ExitCode> {
     let key = keyfile::load_secret(&args.key, &args.password)?;
     let online = keyfile::load_secret(&args.trust.timestamp_key, &args.password)?;
-    let role_expires = now().saturating_add(parse_duration(&args.expires_in)?);
+    let role_expires = from_now(&args.expires_in)?;
     if args.percent > 100 {
         bail!("--percent {} is outside 0-100", args.percent);
     }

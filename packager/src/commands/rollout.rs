@@ -8,10 +8,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 
 use crate::cli::RolloutArgs;
-use crate::duration::parse_duration;
 use crate::keyfile;
 use crate::release::{check_release_key, write_release};
-use crate::repository::{now, LocalRepo};
+use crate::repository::{from_now, now, LocalRepo};
 
 /// Runs `ferry rollout`.
 pub fn run(args: RolloutArgs) -> Result<ExitCode> {
@@ -22,7 +21,7 @@ pub fn run(args: RolloutArgs) -> Result<ExitCode> {
     }
     let key = keyfile::load_secret(&args.key, &args.password)?;
     let online = keyfile::load_secret(&args.trust.timestamp_key, &args.password)?;
-    let role_expires = now().saturating_add(parse_duration(&args.expires_in)?);
+    let role_expires = from_now(&args.expires_in)?;
     let repo = LocalRepo::new(&args.trust.repo);
     let set = repo.load(&args.trust.root, Some(&args.app))?;
     check_release_key(&set, &args.app, &key, &args.key)?;
