@@ -28,9 +28,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
+use ferry_format::digest::sha256_file;
 use ferry_tests::nginx::Nginx;
 use ferryd::repo::{RepoClient, RepoConfig};
-use sha2::{Digest as _, Sha256};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -242,22 +242,21 @@ fn drive(runs: usize, sizes: &[u64], dir: Option<&Path>, summary: Option<&Path>)
     Ok(())
 }
 
-/// Writes `len` bytes from /dev/urandom to `path`; returns their SHA-256.
+/// Writes `len` bytes from /dev/urandom to `path`; returns the SHA-256 of
+/// the file as written.
 fn write_random(path: &Path, len: u64) -> Result<String> {
     let mut src = std::fs::File::open("/dev/urandom")?;
     let mut dst = std::fs::File::create(path)?;
-    let mut hasher = Sha256::new();
     let mut buf = vec![0u8; MIB as usize];
     let mut left = len;
     while left > 0 {
         let n = left.min(MIB) as usize;
         src.read_exact(&mut buf[..n])?;
-        hasher.update(&buf[..n]);
         dst.write_all(&buf[..n])?;
         left -= n as u64;
     }
     dst.sync_all()?;
-    Ok(hex::encode(hasher.finalize()))
+    Ok(sha256_file(path)?.0)
 }
 
 fn ferry_run(

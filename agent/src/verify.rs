@@ -134,7 +134,7 @@ pub fn check_manifest(
     allow_plain_files: bool,
     target: &str,
 ) -> Result<Offer, Refusal> {
-    let actual = hex::encode(Sha256::digest(bytes));
+    let actual = ferry_format::digest::sha256_hex(bytes);
     if bytes.len() as u64 != info.length || info.sha256() != Some(actual.as_str()) {
         return Err(Refusal::ManifestHash(format!(
             "{} bytes, SHA-256 {}",

@@ -16,8 +16,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ferry_format::container::{write_container, PythonMode, FORMAT_VERSION};
+use ferry_format::digest::sha256_file;
 use ferry_format::{Metadata, PythonInfo, SecretKey};
-use sha2::{Digest, Sha256};
 
 const LAUNCHER: &str = env!("CARGO_BIN_EXE_ferry-launcher");
 const INTERPRETER: &str = "python/bin/python3.11";
@@ -178,9 +178,7 @@ impl Default for Spec<'_> {
 
 /// Assembles `dir/file_name` from a compressed payload file.
 fn assemble(dir: &Path, file_name: &str, payload: &Path, spec: &Spec<'_>) -> App {
-    let mut sha = Sha256::new();
-    io::copy(&mut File::open(payload).unwrap(), &mut sha).unwrap();
-    let build_id = hex::encode(sha.finalize());
+    let (build_id, _) = sha256_file(payload).unwrap();
     let meta = Metadata {
         format_version: FORMAT_VERSION,
         name: spec.name.into(),

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
+use ferry_format::digest::{sha256_file, sha256_hex};
 use ferry_format::manifest::Manifest;
 use ferry_format::tuf::layout::channel_target;
 use ferry_format::tuf::writer::{empty_targets, next_version, Draft};
@@ -14,7 +15,7 @@ use ferry_format::tuf::{Key, TargetFile, TrustedSet};
 use ferry_format::SecretKey;
 use serde_json::json;
 
-use crate::repository::{delegation_keys, hash_file, online_expiries, LocalRepo};
+use crate::repository::{delegation_keys, online_expiries, LocalRepo};
 
 /// Refuses a release key that is not among the app's delegated keys.
 pub fn check_release_key(set: &TrustedSet, app: &str, key: &SecretKey, path: &Path) -> Result<()> {
@@ -51,7 +52,8 @@ pub fn write_release(
     };
     role.expires = ferry_format::tuf::time::format_utc(role_expires);
     for (target, file) in new_files {
-        let (sha256, size) = hash_file(file)?;
+        let (sha256, size) =
+            sha256_file(file).with_context(|| format!("cannot read `{}`", file.display()))?;
         let listed_other = role
             .targets
             .get(target)
@@ -72,7 +74,7 @@ pub fn write_release(
         );
     }
     let bytes = manifest.to_json();
-    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let sha256 = sha256_hex(&bytes);
     let target = channel_target(app, &manifest.channel);
     repo.write_file(
         &ferry_format::tuf::layout::target_file_path(&target, &sha256),

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
+use ferry_format::digest::sha256_file;
 use ferry_format::manifest::{ArtifactKind, Manifest, MAX_MANIFEST_LEN};
 use ferry_format::tuf::layout::{channel_target, target_file_path};
 use ferry_format::tuf::writer::NewFile;
 use ferry_format::tuf::{Refresh, TargetFile, Targets, TrustedSet};
 use ferry_format::{Container, PublicKey, SecretKey};
-use sha2::{Digest as _, Sha256};
 
 /// Default validity of a root.
 pub const ROOT_EXPIRES: &str = "365d";
@@ -62,16 +62,6 @@ fn read_capped(path: &Path, cap: u64) -> Result<Option<Vec<u8>>> {
     std::fs::read(path)
         .map(Some)
         .with_context(|| format!("cannot read `{}`", path.display()))
-}
-
-/// SHA-256 (hex) and size of a file, streamed.
-pub fn hash_file(path: &Path) -> Result<(String, u64)> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
-    let mut h = Sha256::new();
-    let size =
-        io::copy(&mut f, &mut h).with_context(|| format!("cannot read `{}`", path.display()))?;
-    Ok((hex::encode(h.finalize()), size))
 }
 
 /// Loads a trusted root file (the one devices are provisioned with).
@@ -144,7 +134,8 @@ impl LocalRepo {
             .sha256()
             .with_context(|| format!("target `{target}` has no SHA-256"))?;
         let path = self.dir.join(target_file_path(target, sha));
-        let (actual, size) = hash_file(&path)?;
+        let (actual, size) =
+            sha256_file(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
         if actual != sha || size != info.length {
             bail!(
                 "`{}` is not the file the release keys signed for `{target}` (changed artifact?)",
@@ -236,7 +227,12 @@ impl LocalRepo {
     /// Copies a target file into place unless the same bytes are there.
     pub fn copy_target(&self, target: &str, sha256: &str, from: &Path) -> Result<()> {
         let path = self.dir.join(target_file_path(target, sha256));
-        if path.exists() && hash_file(&path)?.0 == sha256 {
+        let same = || {
+            sha256_file(&path)
+                .map(|(sha, _)| sha == sha256)
+                .with_context(|| format!("cannot read `{}`", path.display()))
+        };
+        if path.exists() && same()? {
             return Ok(());
         }
         let dir = path.parent().expect("target paths have a directory");

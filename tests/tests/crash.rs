@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use common::repo::{current_version, variant, version_served, Repo, EXITS_AT_START, WAIT};
 use common::text;
+use ferry_format::digest::sha256_file;
 use ferry_tests::board::{AgentConfig, Board};
 use ferry_tests::{programs, server};
-use sha2::{Digest as _, Sha256};
 
 /// `keep` on the campaign's board.
 const KEEP: usize = 3;
@@ -235,10 +235,6 @@ impl Campaign {
     }
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    Ok(hex::encode(Sha256::digest(std::fs::read(path)?)))
-}
-
 /// The releases `state.json` names under `keys` (`current`, `previous`,
 /// `target` of an update in progress), as (directory, SHA-256).
 fn named_releases(state: &serde_json::Value, keys: &[&str]) -> Vec<(String, String)> {
@@ -280,7 +276,7 @@ fn check_current(app_dir: &Path, idle: bool) -> Result<Vec<String>, String> {
             ));
         };
         let binary = app_dir.join(&target).join("simple_api");
-        let got = sha256_file(&binary).map_err(|e| format!("`{link}` binary: {e}"))?;
+        let (got, _) = sha256_file(&binary).map_err(|e| format!("`{link}` binary: {e}"))?;
         if got != *sha {
             return Err(format!(
                 "`{link}` -> {dir}: SHA-256 {got}, state.json says {sha}"

@@ -12,7 +12,7 @@
 //! signatures is the caller's job: this module returns raw bytes.
 
 use std::ffi::CString;
-use std::io::{self, Read, SeekFrom};
+use std::io::{self, SeekFrom};
 use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,6 @@ use std::time::Duration;
 use ferry_format::tuf::layout::is_safe_target_path;
 use reqwest::header::{CONTENT_RANGE, LOCATION, RANGE};
 use reqwest::{redirect, Certificate, RequestBuilder, Response, StatusCode, Url};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 #[cfg(test)]
@@ -861,20 +860,10 @@ pub fn check_space(dir: &Path, remaining: u64, available: u64) -> Result<(), Rep
 /// The lowercase hex SHA-256 of the file at `path`, read in a blocking task.
 async fn sha256_file(path: &Path) -> Result<String, RepoError> {
     let owned = path.to_path_buf();
-    let hashed = tokio::task::spawn_blocking(move || -> io::Result<String> {
-        let mut file = std::fs::File::open(&owned)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match file.read(&mut buf) {
-                Ok(0) => return Ok(hex::encode(hasher.finalize())),
-                Ok(n) => hasher.update(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-    })
-    .await
-    .map_err(|e| RepoError::Io(io::Error::other(format!("hashing task failed: {e}"))))?;
-    hashed.map_err(|e| io_context(e, "hashing", path))
+    let hashed = tokio::task::spawn_blocking(move || ferry_format::digest::sha256_file(&owned))
+        .await
+        .map_err(|e| RepoError::Io(io::Error::other(format!("hashing task failed: {e}"))))?;
+    hashed
+        .map(|(sha, _)| sha)
+        .map_err(|e| io_context(e, "hashing", path))
 }

@@ -3,8 +3,6 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-
 use super::fault_server::{Behaviour, FaultServer};
 use super::*;
 
@@ -48,7 +46,7 @@ fn artifact(len: usize) -> Vec<u8> {
 }
 
 fn sha(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    ferry_format::digest::sha256_hex(bytes)
 }
 
 /// Serves `body` at `blobs/sha256/<sha>` and returns that path (without `/`).

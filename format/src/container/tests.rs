@@ -4,7 +4,7 @@
 
 use std::io::{self, Cursor, Read, Seek, SeekFrom};
 
-use sha2::{Digest, Sha256};
+use crate::digest::sha256_hex;
 
 use super::*;
 use crate::keys::{KeyId, PublicKey, SecretKey};
@@ -43,10 +43,6 @@ fn launcher() -> Vec<u8> {
 
 fn payload() -> Vec<u8> {
     (0..300u32).map(|i| (i * 31 % 251) as u8).collect()
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 fn metadata_for(payload: &[u8], version: &str) -> Metadata {

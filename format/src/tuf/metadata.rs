@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use super::canonical::to_canonical;
+use crate::digest::sha256_hex;
 use crate::PublicKey;
 
 /// The specification version ferry writes.
@@ -50,7 +50,7 @@ impl Key {
     pub fn id(&self) -> String {
         let value = serde_json::to_value(self).expect("a key is plain strings");
         let canonical = to_canonical(&value).expect("a key has no numbers");
-        hex::encode(Sha256::digest(canonical))
+        sha256_hex(&canonical)
     }
 
     /// The Ed25519 key, if this is one ferry can check.

@@ -10,12 +10,11 @@
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest as _, Sha256};
-
 use super::envelope::Envelope;
 use super::metadata::{MetaFile, RoleDoc, RoleKeys, Root, Snapshot, Targets, Timestamp};
 use super::time::parse_utc;
 use super::TufError;
+use crate::digest::sha256_hex;
 
 /// A document trusted, with the exact bytes it came as (for persisting).
 #[derive(Debug, Clone)]
@@ -77,7 +76,7 @@ fn check_file(role: &str, bytes: &[u8], meta: &MetaFile) -> Result<(), TufError>
         }
     }
     if let Some(want) = meta.hashes.as_ref().and_then(|h| h.get("sha256")) {
-        let got = hex::encode(Sha256::digest(bytes));
+        let got = sha256_hex(bytes);
         if &got != want {
             return Err(TufError::HashMismatch {
                 role: role.to_owned(),

@@ -6,13 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest as _, Sha256};
-
 use super::envelope::sign;
 use super::layout::metadata_path;
 use super::metadata::{Key, MetaFile, RoleKeys, Root, Snapshot, Targets, Timestamp, SPEC_VERSION};
 use super::time::format_utc;
 use super::trusted::TrustedSet;
+use crate::digest::sha256_hex;
 use crate::{PublicKey, SecretKey};
 
 /// A version past `u64::MAX`: a repository pushed there cannot go on.
@@ -106,10 +105,7 @@ fn meta_of(version: u64, bytes: &[u8]) -> MetaFile {
     MetaFile {
         version,
         length: Some(bytes.len() as u64),
-        hashes: Some(BTreeMap::from([(
-            "sha256".to_owned(),
-            hex::encode(Sha256::digest(bytes)),
-        )])),
+        hashes: Some(BTreeMap::from([("sha256".to_owned(), sha256_hex(bytes))])),
     }
 }
 

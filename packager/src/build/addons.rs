@@ -5,13 +5,12 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::Read as _;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context as _, Result};
+use ferry_format::digest::sha256_file;
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 
 use crate::process;
 
@@ -61,20 +60,6 @@ fn relative_inside(p: &str) -> bool {
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
-    let mut f =
-        fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hex::encode(h.finalize()));
-        }
-        h.update(&buf[..n]);
-    }
-}
-
 /// Places one source in `scratch`, checking its hash.
 fn fetch(name: &str, spec: &SourceSpec, project_dir: &Path, scratch: &Path) -> Result<()> {
     let (label, local): (String, Option<PathBuf>) = match (&spec.path, &spec.url) {
@@ -108,7 +93,8 @@ fn fetch(name: &str, spec: &SourceSpec, project_dir: &Path, scratch: &Path) -> R
             .with_context(|| format!("[build.{name}] cannot download `{label}`"))?;
         }
     }
-    let got = sha256_file(&dest)?;
+    let (got, _) =
+        sha256_file(&dest).with_context(|| format!("cannot read `{}`", dest.display()))?;
     if !got.eq_ignore_ascii_case(&spec.sha256) {
         bail!(
             "[build.{name}] source `{label}` has sha256 {got}, but {} is pinned\nhint: if the new file is the one you trust, update `sha256` in the project's config",

@@ -8,7 +8,6 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use ferry_format::container::{write_container, Metadata, FORMAT_VERSION, LAUNCHER_MARKER};
-use sha2::Digest as _;
 
 pub fn ferry_bin() -> &'static str {
     env!("CARGO_BIN_EXE_ferry")
@@ -98,7 +97,7 @@ pub fn make_named_container(path: &Path, name: &str, version: &str) {
         version: version.into(),
         entry_point: "demo.app:main".into(),
         python: None,
-        build_id: hex::encode(sha2::Sha256::digest(&payload)),
+        build_id: ferry_format::digest::sha256_hex(&payload),
         created_at: 1_700_000_000,
         launcher_version: "0.1.0".into(),
         glibc_floor: None,

@@ -7,8 +7,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use super::*;
 use crate::{server, tools};
 
@@ -227,7 +225,7 @@ fn c_addon_pin_matches_the_vendored_tarball() {
     let addon = &config["build"]["libgreet"];
     let source = &addon["sources"].as_array().unwrap()[0];
     let tarball = c_addon().join(source["path"].as_str().unwrap());
-    let digest = hex::encode(Sha256::digest(fs::read(&tarball).unwrap()));
+    let (digest, _) = ferry_format::digest::sha256_file(&tarball).unwrap();
     assert_eq!(
         source["sha256"].as_str(),
         Some(digest.as_str()),

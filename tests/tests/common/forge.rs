@@ -12,7 +12,6 @@ use ferry_format::tuf::layout::{channel_target, target_file_path};
 use ferry_format::tuf::writer::{Draft, NewFile};
 use ferry_format::tuf::{Refresh, TargetFile, TrustedSet};
 use ferry_format::SecretKey;
-use sha2::{Digest as _, Sha256};
 
 use super::repo::Repo;
 
@@ -132,7 +131,7 @@ impl Forge {
         let mut role = set.delegated("simple_api").unwrap().doc.clone();
         role.version = version;
         let target = channel_target("simple_api", "stable");
-        let sha = hex::encode(Sha256::digest(bytes));
+        let sha = ferry_format::digest::sha256_hex(bytes);
         self.write(&[NewFile {
             path: target_file_path(&target, &sha),
             bytes: bytes.to_vec(),

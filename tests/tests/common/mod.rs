@@ -10,11 +10,11 @@ pub mod forge;
 pub mod repo;
 
 use std::fs;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use anyhow::{bail, Context as _, Result};
+use ferry_format::digest::sha256_file;
 use sha2::{Digest as _, Sha256};
 
 use ferry_tests::programs::program;
@@ -69,9 +69,7 @@ fn hash_tree(h: &mut Sha256, dir: &Path) -> Result<()> {
         if e.file_type()?.is_dir() {
             hash_tree(h, &e.path())?;
         } else {
-            let mut bytes = Vec::new();
-            fs::File::open(e.path())?.read_to_end(&mut bytes)?;
-            h.update(&bytes);
+            h.update(sha256_file(&e.path())?.0);
         }
     }
     Ok(())
@@ -83,7 +81,7 @@ fn hash_tree(h: &mut Sha256, dir: &Path) -> Result<()> {
 pub fn built(project: &Path, args: &[&str], file_name: &str) -> Result<PathBuf> {
     let mut h = Sha256::new();
     for p in [ferry(), launcher()] {
-        h.update(fs::read(&p)?);
+        h.update(sha256_file(&p)?.0);
     }
     // A build for a board carries that board's launcher.
     if let Some(i) = args.iter().position(|a| *a == "--target") {
@@ -92,7 +90,7 @@ pub fn built(project: &Path, args: &[&str], file_name: &str) -> Result<PathBuf> 
             .into_iter()
             .find(|a| a.multiarch() == *target)
             .context("an unknown --target")?;
-        h.update(fs::read(arch.release_program("ferry-launcher"))?);
+        h.update(sha256_file(&arch.release_program("ferry-launcher"))?.0);
     }
     hash_tree(&mut h, project)?;
     for a in args {
