@@ -8,6 +8,7 @@
 //! themselves ([`digest::sha256_file`]) are here so that every program does
 //! that one thing the same way.
 
+pub mod clock;
 pub mod container;
 pub mod digest;
 pub mod duration;

@@ -15,7 +15,7 @@ pub fn parse_report(bytes: &[u8]) -> Result<(Report, serde_json::Value), String>
     if report.id.is_empty() {
         return Err("`id` is empty".into());
     }
-    let now = crate::repository::now();
+    let now = ferry_format::clock::unix_now();
     if report.at > now.saturating_add(MAX_REPORT_AHEAD) {
         return Err(format!(
             "`at` is {}, more than a day after now ({now}): a device clock far off, or a forged report that would pin the device's state",

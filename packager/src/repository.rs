@@ -5,9 +5,9 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
+use ferry_format::clock::unix_now;
 use ferry_format::digest::sha256_file;
 use ferry_format::manifest::{ArtifactKind, Manifest, MAX_MANIFEST_LEN};
 use ferry_format::tuf::layout::{channel_target, target_file_path};
@@ -26,20 +26,12 @@ pub const TIMESTAMP_EXPIRES: &str = "1d";
 
 /// `now` plus a duration as typed (`30d`), in whole seconds.
 pub fn from_now(text: &str) -> Result<u64> {
-    Ok(now().saturating_add(ferry_format::duration::parse(text)?.as_secs()))
+    Ok(unix_now().saturating_add(ferry_format::duration::parse(text)?.as_secs()))
 }
 
 /// Snapshot and timestamp expiries from now, by the defaults.
 pub fn online_expiries() -> Result<(u64, u64)> {
     Ok((from_now(SNAPSHOT_EXPIRES)?, from_now(TIMESTAMP_EXPIRES)?))
-}
-
-/// Unix seconds now.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// A repository directory.

@@ -11,22 +11,16 @@ mod common;
 
 use std::io::Write as _;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::bad_server::BadServer;
 use common::forge::{Forge, FAR};
 use common::repo::{board, current_version, variant, version_served, Repo, WAIT};
 use common::text;
+use ferry_format::clock::unix_now;
 use ferry_format::manifest::{Artifact, ArtifactKind};
 use ferry_format::SecretKey;
 use ferry_tests::board::Board;
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 /// Starts the agent, waits for v1, stops the agent.
 fn v1_then_stop(repo: &Repo, board: &Board) {
@@ -180,7 +174,7 @@ fn every_attack_class_is_refused_and_the_running_version_stays() {
         (
             "indefinite freeze: a timestamp past its expiry",
             "expired",
-            Box::new(|| f.channel_with(&good_json, &f.release, &f.online, now() - 60, |_| {})),
+            Box::new(|| f.channel_with(&good_json, &f.release, &f.online, unix_now() - 60, |_| {})),
         ),
         (
             "malicious mirror: an old timestamp replayed to hide updates",

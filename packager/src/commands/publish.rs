@@ -20,7 +20,8 @@ use crate::cli::PublishArgs;
 use crate::keyfile;
 use crate::log;
 use crate::release::{check_release_key, write_release};
-use crate::repository::{from_now, now, LocalRepo};
+use crate::repository::{from_now, LocalRepo};
+use ferry_format::clock::unix_now;
 
 /// One file of a release.
 struct Part {
@@ -176,7 +177,7 @@ pub fn run(args: PublishArgs) -> Result<ExitCode> {
         serial,
         version,
         artifacts,
-        published_at: now(),
+        published_at: unix_now(),
         rollout: Rollout {
             percent: args.percent,
             halted: false,

@@ -20,7 +20,8 @@ use crate::cli::{
 };
 use crate::keyfile;
 use crate::log;
-use crate::repository::{self, now, publics, LocalRepo, SNAPSHOT_EXPIRES};
+use crate::repository::{self, publics, LocalRepo, SNAPSHOT_EXPIRES};
+use ferry_format::clock::unix_now;
 
 /// Runs `ferry repo …`.
 pub fn run(args: RepoArgs) -> Result<ExitCode> {
@@ -243,7 +244,7 @@ fn timestamp(args: RepoTimestampArgs) -> Result<ExitCode> {
 fn verify(args: RepoVerifyArgs) -> Result<ExitCode> {
     let repo = LocalRepo::new(&args.repo);
     let set = repo.load(&args.root, None)?;
-    set.check_fresh("targets", Some(now()))
+    set.check_fresh("targets", Some(unix_now()))
         .context("the repository is stale: re-sign it (`ferry repo timestamp`)")?;
     let targets = &set.targets().expect("loaded").doc;
     let apps: Vec<String> = targets
@@ -257,7 +258,7 @@ fn verify(args: RepoVerifyArgs) -> Result<ExitCode> {
             println!("{app}: delegated, nothing published yet");
             continue;
         }
-        let mut r = Refresh::new(set.clone(), Some(app), Some(now()));
+        let mut r = Refresh::new(set.clone(), Some(app), Some(unix_now()));
         while let Some(fetch) = r.next() {
             let bytes = std::fs::read(repo.dir().join(&fetch.path)).ok();
             r.feed(bytes.as_deref())

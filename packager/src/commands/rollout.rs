@@ -10,7 +10,8 @@ use anyhow::{bail, Context as _, Result};
 use crate::cli::RolloutArgs;
 use crate::keyfile;
 use crate::release::{check_release_key, write_release};
-use crate::repository::{from_now, now, LocalRepo};
+use crate::repository::{from_now, LocalRepo};
+use ferry_format::clock::unix_now;
 
 /// Runs `ferry rollout`.
 pub fn run(args: RolloutArgs) -> Result<ExitCode> {
@@ -46,7 +47,7 @@ pub fn run(args: RolloutArgs) -> Result<ExitCode> {
         .serial
         .checked_add(1)
         .context("the channel's serial cannot rise further")?;
-    m.published_at = now();
+    m.published_at = unix_now();
     m.validate()
         .context("the changed manifest would not be valid")?;
     write_release(&repo, &set, &m, &[], &key, &online, role_expires)?;

@@ -6,7 +6,6 @@ use std::io::{self, Read as _, Seek as _, SeekFrom, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
 use ferry_format::trusted_comment::TrustedComment;
@@ -73,10 +72,7 @@ fn detached(
     let trusted = match comment {
         Some(c) => c.to_owned(),
         None => {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let now = ferry_format::clock::unix_now();
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
