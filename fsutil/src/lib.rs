@@ -3,7 +3,9 @@
 //! destination and its directory flushed, so a reader (or a device after a power
 //! cut) sees either the old complete file or the new complete file, never half.
 //!
-//! std only: the launcher links this too and must stay small.
+//! std and libc only: the launcher links this too and must stay small.
+
+pub mod fsstat;
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};

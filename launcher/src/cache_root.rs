@@ -6,7 +6,7 @@
 //! run (a `noexec` mount, where Python would die with "failed to map segment").
 //! Every refusal is one line naming the path, the problem and `FERRY_CACHE_DIR`.
 
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::fmt;
 use std::fs::{self, DirBuilder};
 use std::io;
@@ -190,12 +190,12 @@ pub fn prepare(path: &Path, origin: Origin) -> Result<bool, CacheRootError> {
         }
     };
     check_metadata(path, origin, &meta, euid())?;
-    let flags = mount_flags(path).map_err(|err| CacheRootError::Inspect {
+    let fs = ferry_fsutil::fsstat::statvfs(path).map_err(|err| CacheRootError::Inspect {
         path: path.to_owned(),
         origin,
         err,
     })?;
-    check_mount_flags(path, origin, flags)?;
+    check_exec_mount(path, origin, fs.noexec)?;
     Ok(is_shared(&meta))
 }
 
@@ -237,25 +237,10 @@ pub fn is_shared(meta: &fs::Metadata) -> bool {
     meta.mode() & 0o055 == 0o055
 }
 
-/// `statvfs(3)` mount flags (`ST_NOEXEC`, …) of the filesystem holding `path`.
-pub fn mount_flags(path: &Path) -> io::Result<u64> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
-    // SAFETY: statvfs is plain old data; all-zero is a valid value.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a NUL-terminated string and `st` a valid out-pointer, both
-    // alive for the call.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    #[allow(clippy::useless_conversion)] // c_ulong is u32 on 32-bit targets
-    Ok(u64::from(st.f_flag))
-}
-
-/// Refuses a root whose filesystem is mounted `noexec`.
-pub fn check_mount_flags(path: &Path, origin: Origin, flags: u64) -> Result<(), CacheRootError> {
-    #[allow(clippy::useless_conversion)] // c_ulong is u32 on 32-bit targets
-    if flags & u64::from(libc::ST_NOEXEC) != 0 {
+/// Refuses a root whose filesystem is mounted `noexec` (`noexec` as
+/// [`ferry_fsutil::fsstat::statvfs`] reports it).
+pub fn check_exec_mount(path: &Path, origin: Origin, noexec: bool) -> Result<(), CacheRootError> {
+    if noexec {
         return Err(CacheRootError::NoExec {
             path: path.to_owned(),
             origin,
@@ -413,10 +398,8 @@ mod tests {
     #[test]
     fn refuses_noexec_flag() {
         let p = Path::new("/x");
-        check_mount_flags(p, Origin::Default, 0).unwrap();
-        #[allow(clippy::useless_conversion)]
-        let noexec = u64::from(libc::ST_NOEXEC);
-        let err = check_mount_flags(p, Origin::Default, noexec).unwrap_err();
+        check_exec_mount(p, Origin::Default, false).unwrap();
+        let err = check_exec_mount(p, Origin::Default, true).unwrap_err();
         assert!(err.to_string().contains("noexec"));
         assert!(err.to_string().contains("FERRY_CACHE_DIR"));
     }

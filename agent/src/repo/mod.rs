@@ -11,10 +11,7 @@
 //! same origin (scheme, host and port). Parsing and verifying manifests and
 //! signatures is the caller's job: this module returns raw bytes.
 
-use std::ffi::CString;
 use std::io::{self, SeekFrom};
-use std::mem::MaybeUninit;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -818,20 +815,7 @@ fn io_context(e: io::Error, doing: &str, path: &Path) -> RepoError {
 
 /// Bytes available to an unprivileged process on the filesystem of `dir`.
 pub fn available_space(dir: &Path) -> io::Result<u64> {
-    let c_path = CString::new(dir.as_os_str().as_bytes())?;
-    let mut stat = MaybeUninit::<libc::statvfs>::zeroed();
-    // SAFETY: `c_path` is a valid NUL-terminated string and `stat` points to
-    // writable memory the size of a `statvfs`.
-    let rc = unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: statvfs succeeded, so it filled the structure (which was also
-    // zero-initialised).
-    let stat = unsafe { stat.assume_init() };
-    #[allow(clippy::useless_conversion)] // the field types vary by target
-    let (blocks, block_size) = (u64::from(stat.f_bavail), u64::from(stat.f_frsize));
-    Ok(blocks.saturating_mul(block_size))
+    Ok(ferry_fsutil::fsstat::statvfs(dir)?.available)
 }
 
 /// Whether a write failed for want of space (or quota). By kind, which

@@ -1,5 +1,7 @@
 //! Tests of the repository client against the in-process fault server.
 
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
