@@ -33,6 +33,7 @@ chmod 0755 "$root"
 install -D -m 0755 "$binary" "$root/usr/bin/ferryd"
 install -D -m 0644 units/ferryd.service "$root/lib/systemd/system/ferryd.service"
 install -D -m 0644 units/agent.toml "$root/etc/ferry/agent.toml"
+install -D -m 0644 units/dev.ferry.Agent1.conf "$root/usr/share/dbus-1/system.d/dev.ferry.Agent1.conf"
 doc=$root/usr/share/doc/ferryd
 install -D -m 0644 docs/agent.md "$doc/agent.md"
 install -D -m 0644 docs/repository.md "$doc/repository.md"

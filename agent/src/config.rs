@@ -29,6 +29,7 @@ struct RawConfig {
     network_timeout: Option<String>,
     download_deadline: Option<String>,
     rollout_wariness: Option<Wariness>,
+    install_window: Option<String>,
     #[serde(default)]
     app: Vec<RawApp>,
 }
@@ -48,6 +49,8 @@ struct RawApp {
     health_retries: Option<u32>,
     cache_dir: Option<PathBuf>,
     user: Option<String>,
+    install_window: Option<String>,
+    inhibit_file: Option<PathBuf>,
 }
 
 /// Where a device stands in phased rollouts.
@@ -101,6 +104,73 @@ pub struct AppSettings {
     pub cache_dir: PathBuf,
     /// User the app runs as: the health command runs as it (default: the agent's).
     pub user: Option<String>,
+    /// When this app's releases may be swapped in (overrides the global one).
+    pub install_window: Option<InstallWindow>,
+    /// While this file exists the app must not be restarted (default
+    /// `/run/<name>/inhibit`: the app's `RuntimeDirectory=`, which systemd
+    /// removes with the app, so a crashed app holds nothing back).
+    pub inhibit_file: Option<PathBuf>,
+}
+
+/// A daily span of local time, `HH:MM-HH:MM`, that may wrap past midnight
+/// (`22:00-04:00`); start included, end excluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstallWindow {
+    /// Minutes after midnight.
+    pub start: u16,
+    /// Minutes after midnight.
+    pub end: u16,
+}
+
+impl InstallWindow {
+    /// Whether `minute` (after local midnight) lies inside.
+    pub fn contains(self, minute: u16) -> bool {
+        if self.start <= self.end {
+            (self.start..self.end).contains(&minute)
+        } else {
+            minute >= self.start || minute < self.end
+        }
+    }
+}
+
+impl std::str::FromStr for InstallWindow {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let minute = |part: &str| -> Option<u16> {
+            let (h, m) = part.trim().split_once(':')?;
+            let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+            (h < 24 && m < 60 && part.trim().len() == 5).then_some(h * 60 + m)
+        };
+        let bad =
+            || format!("\"{text}\" is not a window like \"02:00-05:00\" (local time, HH:MM-HH:MM)");
+        let (a, b) = text.split_once('-').ok_or_else(bad)?;
+        let (start, end) = (minute(a).ok_or_else(bad)?, minute(b).ok_or_else(bad)?);
+        if start == end {
+            return Err(format!("\"{text}\" is an empty window (start equals end)"));
+        }
+        Ok(InstallWindow { start, end })
+    }
+}
+
+impl std::fmt::Display for InstallWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:02}:{:02}-{:02}:{:02}",
+            self.start / 60,
+            self.start % 60,
+            self.end / 60,
+            self.end % 60
+        )
+    }
+}
+
+fn opt_window(key: &str, value: &Option<String>) -> Result<Option<InstallWindow>> {
+    value
+        .as_deref()
+        .map(|v| v.parse().map_err(|e| anyhow::anyhow!("`{key}` = {e}")))
+        .transpose()
 }
 
 /// Validated agent settings.
@@ -134,6 +204,8 @@ pub struct Settings {
     pub download_deadline: Duration,
     /// Canary, normal or cautious in phased rollouts.
     pub wariness: Wariness,
+    /// When releases may be swapped in, for apps without their own window.
+    pub install_window: Option<InstallWindow>,
     /// Managed apps.
     pub apps: Vec<AppSettings>,
 }
@@ -282,6 +354,13 @@ impl Settings {
                     .clone()
                     .unwrap_or_else(|| state_dir.join(&a.name).join("cache")),
                 user: a.user.clone(),
+                install_window: opt_window("install-window", &a.install_window)
+                    .with_context(ctx)?,
+                inhibit_file: Some(
+                    a.inhibit_file
+                        .clone()
+                        .unwrap_or_else(|| Path::new("/run").join(&a.name).join("inhibit")),
+                ),
             });
         }
         let device_id = match raw.device_id {
@@ -315,6 +394,7 @@ impl Settings {
                 Duration::from_secs(3600),
             )?,
             wariness: raw.rollout_wariness.unwrap_or_default(),
+            install_window: opt_window("install-window", &raw.install_window)?,
             apps,
         })
     }

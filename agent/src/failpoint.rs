@@ -108,7 +108,9 @@ mod tests {
     #[test]
     fn every_point_is_placed_once_and_listed() {
         let src = concat!(
-            include_str!("update.rs"),
+            include_str!("driver/mod.rs"),
+            include_str!("driver/fetch.rs"),
+            include_str!("driver/restart.rs"),
             include_str!("store.rs"),
             include_str!("repo/mod.rs"),
             include_str!("state.rs"),

@@ -22,9 +22,17 @@ pub async fn probation<U: UnitManager>(
 ) -> Result<(), String> {
     let deadline = Instant::now() + health.probation;
     loop {
-        let s = units
-            .status(unit)
+        // Each answer from systemd is a sign of life; a look that hangs is
+        // cut at its deadline and starves the watchdog meanwhile.
+        crate::notify::watchdog();
+        let s = tokio::time::timeout(crate::driver::CALL_DEADLINE, units.status(unit))
             .await
+            .map_err(|_| {
+                format!(
+                    "systemd did not answer for the unit's state within {:?}",
+                    crate::driver::CALL_DEADLINE
+                )
+            })?
             .map_err(|e| format!("cannot read the unit's state: {e}"))?;
         if s.active_state != "active" {
             return Err(format!(
@@ -143,7 +151,7 @@ mod tests {
             .map(String::from)
             .to_vec();
         let t = Duration::from_secs(5);
-        if unsafe { libc::geteuid() } != 0 {
+        if !nix::unistd::geteuid().is_root() {
             // Only root can run a command as another user.
             assert!(command_check(&cmd, Some((65534, 65534)), t).await.is_err());
             return;

@@ -1,7 +1,10 @@
 //! `ferryd` as a library: the agent's modules, shared by the binary and its tests.
 
+pub mod api;
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod driver;
 pub mod failpoint;
 pub mod health;
 pub mod journal;
@@ -14,6 +17,5 @@ pub mod status;
 pub mod store;
 pub mod systemd;
 pub mod trust;
-pub mod update;
 pub mod users;
 pub mod verify;

@@ -10,10 +10,16 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
+use ferry_format::report::Outcome as ReportOutcome;
 use serde::{Deserialize, Serialize};
 
 /// Schema of `state.json`.
 pub const STATE_SCHEMA: u32 = 1;
+
+/// Starts of one release without an outcome before it counts as unhealthy.
+/// Above the crash campaign's kills per update (3), so crashes of the agent
+/// alone never turn a good release into a rollback.
+pub const MAX_STARTS: u32 = 5;
 
 /// A release the agent is installing or has installed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,7 +90,7 @@ pub enum Phase {
 
 impl Step {
     /// The crash point right after this step is persisted (see
-    /// [`crate::failpoint`]); operator-only steps have none.
+    /// [`crate::failpoint`]); operator-only steps and bookkeeping have none.
     pub fn failpoint(&self) -> Option<&'static str> {
         Some(match self {
             Step::StartDownload(_) => "after-persist:start-download",
@@ -96,8 +102,45 @@ impl Step {
             Step::Unhealthy(_) => "after-persist:unhealthy",
             Step::RolledBack => "after-persist:rolled-back",
             Step::Abandon => "after-persist:abandon",
-            Step::PreviousUnhealthy(_) | Step::Release | Step::OperatorRollback => return None,
+            Step::PreviousUnhealthy(_)
+            | Step::Release
+            | Step::OperatorRollback
+            | Step::Refused { .. }
+            | Step::Failed { .. }
+            | Step::KeysRotated(_)
+            | Step::Floors { .. }
+            | Step::ManifestSeen(_)
+            | Step::Switch(_)
+            | Step::Wait(_)
+            | Step::ReportQueued => return None,
         })
+    }
+
+    /// The outcome this step ends an attempt with, if it ends one: what
+    /// `status` shows as the last result and what is reported.
+    pub fn ending(&self) -> Option<ReportOutcome> {
+        match self {
+            Step::Healthy => Some(ReportOutcome::Committed),
+            Step::RolledBack => Some(ReportOutcome::RolledBack),
+            Step::PreviousUnhealthy(_) => Some(ReportOutcome::Hold),
+            Step::Refused { .. } => Some(ReportOutcome::Refused),
+            Step::Failed { .. } => Some(ReportOutcome::Error),
+            Step::StartDownload(_)
+            | Step::Verified
+            | Step::Swapped
+            | Step::Restarting
+            | Step::Started
+            | Step::Unhealthy(_)
+            | Step::Abandon
+            | Step::Release
+            | Step::OperatorRollback
+            | Step::KeysRotated(_)
+            | Step::Floors { .. }
+            | Step::ManifestSeen(_)
+            | Step::Switch(_)
+            | Step::Wait(_)
+            | Step::ReportQueued => None,
+        }
     }
 }
 
@@ -135,8 +178,9 @@ pub struct Denied {
 pub struct LastResult {
     /// Unix seconds.
     pub at: u64,
-    /// `committed`, `rolled_back`, `refused`, `hold`, `error`, `up_to_date`.
-    pub outcome: String,
+    /// `committed`, `rolled_back`, `refused`, `hold`, `error`, `up_to_date`
+    /// (the names `state.json` always had).
+    pub outcome: ReportOutcome,
     /// Version concerned, if any.
     pub version: Option<String>,
     /// Details.
@@ -176,8 +220,14 @@ pub struct AppState {
     /// The update in progress.
     #[serde(flatten)]
     pub phase: Phase,
-    /// Attempts at the current target (survives reboots).
+    /// How often the target was started without an outcome (survives
+    /// reboots): a release that takes the agent or the board down at each
+    /// start is rolled back after [`MAX_STARTS`], not retried forever.
     pub attempts: u32,
+    /// Why a verified release is not installed yet (an install window, an
+    /// inhibitor), while it waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     /// The last outcome.
     pub last_result: Option<LastResult>,
     /// The report of the last outcome until it is in the report queue.
@@ -212,6 +262,38 @@ pub enum Step {
     Release,
     /// An operator asks to go back to the previous release.
     OperatorRollback,
+    /// What the repository offers was refused (nothing was touched).
+    Refused {
+        /// The version concerned, if known.
+        version: Option<String>,
+        /// Why.
+        message: String,
+    },
+    /// The attempt failed on the way (network, disk) before installing.
+    Failed {
+        /// The version concerned, if known.
+        version: Option<String>,
+        /// Why.
+        message: String,
+    },
+    /// The app's release keys changed: the floors they raised start again.
+    KeysRotated(Vec<String>),
+    /// A verified manifest raises the replay and clock floors.
+    Floors {
+        /// Its serial.
+        serial: u64,
+        /// Its publication time, already capped at the clock plus a skew.
+        published_at: u64,
+    },
+    /// The channel manifest with this hash needs no more work (`None`:
+    /// look at the channel again on the next poll).
+    ManifestSeen(Option<String>),
+    /// Follow another channel (`None`: the configured one) from the next poll.
+    Switch(Option<String>),
+    /// A verified release waits (`Some(why)`), or no longer does.
+    Wait(Option<String>),
+    /// The pending report is in the queue.
+    ReportQueued,
 }
 
 /// A transition that the current phase does not allow.
@@ -238,8 +320,22 @@ impl AppState {
             denied: Vec::new(),
             phase: Phase::Idle,
             attempts: 0,
+            waiting: None,
             last_result: None,
             pending_report: None,
+        }
+    }
+
+    /// The release the phase is about, if any.
+    pub fn phase_target(&self) -> Option<&Release> {
+        match &self.phase {
+            Phase::Downloading { target }
+            | Phase::Verified { target }
+            | Phase::Installed { target }
+            | Phase::Restarting { target }
+            | Phase::Probation { target }
+            | Phase::RollingBack { target, .. } => Some(target),
+            Phase::Idle | Phase::Hold { .. } => None,
         }
     }
 
@@ -258,15 +354,57 @@ impl AppState {
             step: format!("{step:?}"),
         };
         next.phase = match (&self.phase, step.clone()) {
+            // Bookkeeping, in any phase: it moves no binary.
+            (_, Step::KeysRotated(ids)) => {
+                next.last_serial = 0;
+                next.last_published_at = 0;
+                next.manifest_sha256 = None;
+                next.release_keys = ids;
+                self.phase.clone()
+            }
+            (
+                _,
+                Step::Floors {
+                    serial,
+                    published_at,
+                },
+            ) => {
+                next.last_serial = next.last_serial.max(serial);
+                next.last_published_at = next.last_published_at.max(published_at);
+                self.phase.clone()
+            }
+            (_, Step::ManifestSeen(sha)) => {
+                next.manifest_sha256 = sha;
+                self.phase.clone()
+            }
+            (_, Step::ReportQueued) => {
+                next.pending_report = None;
+                self.phase.clone()
+            }
+            (Phase::Verified { .. }, Step::Wait(why)) => {
+                next.waiting = why;
+                self.phase.clone()
+            }
+            (Phase::Idle | Phase::Hold { .. }, Step::Switch(channel)) => {
+                next.channel = channel;
+                next.last_serial = 0;
+                next.manifest_sha256 = None;
+                self.phase.clone()
+            }
+            (Phase::Idle, Step::Refused { .. } | Step::Failed { .. }) => Phase::Idle,
             (Phase::Idle, Step::StartDownload(target)) => {
-                next.attempts += 1;
+                next.attempts = 0;
                 Phase::Downloading { target }
             }
             (Phase::Downloading { target }, Step::Verified) => Phase::Verified {
                 target: target.clone(),
             },
-            (Phase::Downloading { .. } | Phase::Verified { .. }, Step::Abandon) => Phase::Idle,
+            (Phase::Downloading { .. } | Phase::Verified { .. }, Step::Abandon) => {
+                next.waiting = None;
+                Phase::Idle
+            }
             (Phase::Verified { target }, Step::Swapped) => {
+                next.waiting = None;
                 next.previous = self.current.clone();
                 next.current = Some(target.clone());
                 Phase::Installed {
@@ -274,20 +412,21 @@ impl AppState {
                 }
             }
             // After a crash in any of these, the restart and the whole
-            // probation are done again.
+            // probation are done again; each start counts.
             (
                 Phase::Installed { target }
                 | Phase::Restarting { target }
                 | Phase::Probation { target },
                 Step::Restarting,
-            ) => Phase::Restarting {
-                target: target.clone(),
-            },
-            (Phase::Restarting { target } | Phase::Probation { target }, Step::Started) => {
-                Phase::Probation {
+            ) => {
+                next.attempts += 1;
+                Phase::Restarting {
                     target: target.clone(),
                 }
             }
+            (Phase::Restarting { target }, Step::Started) => Phase::Probation {
+                target: target.clone(),
+            },
             (Phase::Probation { target }, Step::Healthy) => {
                 if target.serial > next.last_serial {
                     next.last_serial = target.serial;
@@ -324,6 +463,7 @@ impl AppState {
                     reason: reason.clone(),
                 });
                 next.current = self.previous.clone();
+                next.attempts = 0;
                 Phase::Hold { reason }
             }
             (Phase::Hold { .. }, Step::Release) => Phase::Idle,

@@ -336,6 +336,11 @@ impl SystemdBus {
         Self::on(connection, address).await
     }
 
+    /// The bus connection, which the agent's own D-Bus API shares.
+    pub fn connection(&self) -> &zbus::Connection {
+        &self.connection
+    }
+
     async fn on(connection: zbus::Connection, address: &str) -> Result<Self, SystemdError> {
         let manager = ManagerProxy::builder(&connection)
             .cache_properties(CacheProperties::No)

@@ -130,9 +130,20 @@ impl TrustDir {
     }
 }
 
+/// Why a refresh did not end with trusted metadata.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// The repository offered something a rule refuses: no retry helps
+    /// until it changes.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The network or the local disk: worth another try.
+    #[error(transparent)]
+    Transient(#[from] anyhow::Error),
+}
+
 /// Refreshes the metadata down to `app`'s role from the repository, and
-/// persists what was accepted (also when a step is refused). A refusal is
-/// a [`Refusal`]; network trouble is the [`crate::repo::RepoError`].
+/// persists what was accepted (also when a step is refused).
 pub async fn refresh(
     client: &RepoClient,
     dir: &TrustDir,
@@ -140,7 +151,7 @@ pub async fn refresh(
     apps: &[&str],
     app: &str,
     now: Option<u64>,
-) -> Result<TrustedSet> {
+) -> Result<TrustedSet, RefreshError> {
     let _lock = dir.lock()?;
     let set = dir.load(provisioned, apps)?;
     let mut r = Refresh::new(set, Some(app), now);
@@ -165,14 +176,14 @@ pub async fn refresh(
     Ok(set)
 }
 
-async fn drive(client: &RepoClient, r: &mut Refresh) -> Result<()> {
+async fn drive(client: &RepoClient, r: &mut Refresh) -> Result<(), RefreshError> {
     while let Some(fetch) = r.next() {
         let got = client
             .fetch_file(&fetch.path, fetch.max_len, fetch.may_be_missing)
             .await;
         let bytes = match got {
             Ok(b) => b,
-            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) if e.is_transient() => return Err(anyhow::Error::from(e).into()),
             Err(e) => {
                 return Err(Refusal::Repository(e.to_string()).into());
             }

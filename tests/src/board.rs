@@ -43,6 +43,21 @@ pub struct AgentConfig<'a> {
     pub port: u16,
 }
 
+/// ferryd's D-Bus policy, where the boards' bus daemons (which read the
+/// host's `/etc`) find it when they start.
+fn install_bus_policy() -> Result<()> {
+    let name = "dev.ferry.Agent1.conf";
+    let dir = Path::new("/etc/dbus-1/system.d");
+    std::fs::create_dir_all(dir)?;
+    let text = workspace_file(&format!("units/{name}"))?;
+    if std::fs::read_to_string(dir.join(name)).ok().as_deref() != Some(text.as_str()) {
+        let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+        std::fs::write(&tmp, &text)?;
+        std::fs::rename(&tmp, dir.join(name))?;
+    }
+    Ok(())
+}
+
 fn workspace_file(rel: &str) -> Result<String> {
     let p = crate::workspace_root().join(rel);
     std::fs::read_to_string(&p).with_context(|| format!("cannot read `{}`", p.display()))
@@ -88,6 +103,7 @@ impl Board {
             std::fs::create_dir_all(d)
                 .with_context(|| format!("cannot create mount point `{d}`"))?;
         }
+        install_bus_policy()?;
         std::fs::copy(agent, bin.join("ferryd"))
             .with_context(|| format!("cannot copy the agent `{}`", agent.display()))?;
         let sandbox = Sandbox::start(

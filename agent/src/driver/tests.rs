@@ -1,0 +1,1 @@
+//! Driver tests: a fake systemd, the shared fault server.
