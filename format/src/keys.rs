@@ -13,6 +13,10 @@ use blake2::digest::consts::U32;
 use blake2::{Blake2b, Digest};
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 
+mod named;
+
+pub use named::{load_public_key, LoadKeyError};
+
 /// Two-byte algorithm tag of Ed25519 keys and legacy signatures.
 pub(crate) const ALG_ED25519: [u8; 2] = *b"Ed";
 const KDF_SCRYPT: [u8; 2] = *b"Sc";

@@ -5,8 +5,8 @@
 //! This crate does no I/O policy and no async: it reads and writes through
 //! `std::io` traits handed to it, and bounds every length it reads by the size of
 //! what it reads from before allocating. The few helpers that open a file
-//! themselves ([`digest::sha256_file`]) are here so that every program does
-//! that one thing the same way.
+//! themselves ([`digest::sha256_file`], [`keys::load_public_key`]) are here so
+//! that every program does that one thing the same way.
 
 pub mod clock;
 pub mod container;

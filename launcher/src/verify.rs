@@ -5,9 +5,9 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::path::Path;
 
-use ferry_format::{Container, ContainerError, KeyError, PublicKey};
+use ferry_format::keys::{load_public_key, LoadKeyError};
+use ferry_format::{Container, ContainerError, PublicKey};
 
 /// Why verification refused the binary.
 #[derive(Debug, thiserror::Error)]
@@ -18,47 +18,25 @@ pub enum VerifyError {
     /// `FERRY_VERIFY` names no key.
     #[error("FERRY_VERIFY is set but names no key; set it to public key files or base64 keys separated by `,`")]
     Empty,
-    /// A key file could not be read.
-    #[error("FERRY_VERIFY: cannot read key file `{path}`: {err}")]
-    ReadKey {
-        /// The file.
-        path: String,
-        /// Why.
-        err: std::io::Error,
-    },
-    /// A key did not parse.
-    #[error("FERRY_VERIFY: `{item}` is not a usable public key: {err}")]
-    BadKey {
-        /// The file or base64 text.
-        item: String,
-        /// Why.
-        err: KeyError,
-    },
+    /// A key file could not be read, or a key did not parse.
+    #[error("FERRY_VERIFY: {0}")]
+    Key(LoadKeyError),
     /// The signature check failed.
     #[error("signature check failed (FERRY_VERIFY is set): {0}")]
     Failed(ContainerError),
 }
 
-/// Parses `FERRY_VERIFY`: each item is a key file if one exists at that path,
-/// a base64 key otherwise.
+/// Parses `FERRY_VERIFY`: `,`-separated items, each a key file or a base64
+/// key by the rule of [`ferry_format::keys::load_public_key`].
 pub fn keys_from_env(value: &OsStr) -> Result<Vec<PublicKey>, VerifyError> {
     let text = value.to_str().ok_or(VerifyError::NotUtf8)?;
-    let mut keys = Vec::new();
-    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let key = if Path::new(item).exists() {
-            let content = std::fs::read_to_string(item).map_err(|err| VerifyError::ReadKey {
-                path: item.to_owned(),
-                err,
-            })?;
-            PublicKey::from_text(&content)
-        } else {
-            PublicKey::from_base64(item)
-        };
-        keys.push(key.map_err(|err| VerifyError::BadKey {
-            item: item.to_owned(),
-            err,
-        })?);
-    }
+    let keys = text
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .map(load_public_key)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(VerifyError::Key)?;
     if keys.is_empty() {
         return Err(VerifyError::Empty);
     }

@@ -5,6 +5,7 @@ use std::io::IsTerminal as _;
 use std::path::Path;
 
 use anyhow::{bail, Context as _, Result};
+use ferry_format::keys::{load_public_key, LoadKeyError};
 use ferry_format::{KeyError, PublicKey, SecretKey, SecretKeyFile};
 
 use crate::cli::PasswordArgs;
@@ -27,20 +28,14 @@ pub fn read_small_text(path: &Path, limit: u64, what: &str) -> Result<String> {
         .with_context(|| format!("cannot read {what} `{}`", path.display()))
 }
 
-/// Loads one trusted public key: a file path, or the base64 key itself.
+/// Loads one trusted public key: a file path, or the base64 key itself (the
+/// rule of [`ferry_format::keys::load_public_key`]).
 pub fn load_public(spec: &str) -> Result<PublicKey> {
-    let path = Path::new(spec);
-    if path.exists() {
-        let text = read_small_text(
-            path,
-            ferry_format::keys::MAX_KEY_FILE_LEN as u64,
-            "public key file",
-        )?;
-        return PublicKey::from_text(&text)
-            .with_context(|| format!("cannot load public key `{}`", path.display()));
-    }
-    PublicKey::from_base64(spec).with_context(|| {
-        format!("`{spec}` is neither a public key file nor a base64 public key\nhint: pass the `.pub` file that `ferry keygen` or `minisign -G` wrote")
+    load_public_key(spec).map_err(|e| match e {
+        LoadKeyError::NotAKey { .. } => anyhow::anyhow!(
+            "{e}\nhint: pass the `.pub` file that `ferry keygen` or `minisign -G` wrote"
+        ),
+        other => other.into(),
     })
 }
 
