@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context as _};
 use ferry_format::manifest::ArtifactKind;
 
-use super::{Agent, Flow, Job, Outcome, StepError};
+use super::{Agent, Flow, Intent, Job, Outcome, StepError};
 use crate::config::AppSettings;
 use crate::failpoint;
 use crate::journal::{self, Event};
@@ -34,7 +34,7 @@ impl<U: UnitManager> Agent<U> {
         target: Release,
     ) -> Result<Flow, StepError> {
         let Some(found) = job.offer.take().filter(|f| f.target == target) else {
-            self.transition(job, Step::Abandon)?;
+            self.abandon_and_poll(job)?;
             return Ok(Flow::Next);
         };
         let app = job.app.clone();
@@ -110,6 +110,16 @@ impl<U: UnitManager> Agent<U> {
         Ok(Flow::Next)
     }
 
+    /// Drops an attempt a crash interrupted; a poll then looks at the
+    /// channel again (a cut download resumes where it stopped).
+    fn abandon_and_poll(&self, job: &mut Job<'_>) -> Result<(), StepError> {
+        self.transition(job, Step::Abandon)?;
+        if matches!(job.intent, Intent::Poll) {
+            job.acted = false;
+        }
+        Ok(())
+    }
+
     /// Pre-extracts a stored binary; one that cannot unpack here is removed
     /// and refused.
     async fn unpack(
@@ -152,7 +162,7 @@ impl<U: UnitManager> Agent<U> {
                 .ok()
                 .is_some_and(|(sha, _)| sha == target.sha256);
             if !ok {
-                self.transition(job, Step::Abandon)?;
+                self.abandon_and_poll(job)?;
                 return Ok(Flow::Next);
             }
             self.remember_fresh(&target.sha256);

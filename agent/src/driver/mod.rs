@@ -282,15 +282,12 @@ impl<U: UnitManager> Agent<U> {
             ),
             _ => {}
         }
-        // A poll that resumes an interrupted attempt ends with it (a cut
-        // download is abandoned, then the poll resumes it); going on with a
-        // waiting release is never a poll.
+        // A poll that resumes an interrupted attempt ends with it (unless
+        // the attempt is abandoned); going on with a waiting release is
+        // never a poll.
         job.acted = match job.intent {
             Intent::Continue { .. } => true,
-            Intent::Poll => !matches!(
-                job.state.phase,
-                Phase::Idle | Phase::Hold { .. } | Phase::Downloading { .. }
-            ),
+            Intent::Poll => !matches!(job.state.phase, Phase::Idle | Phase::Hold { .. }),
             Intent::Install { .. } | Intent::Rollback => false,
         };
         loop {
