@@ -57,19 +57,11 @@ impl UnitManager for FakeSystemd {
         self.restarts.fetch_add(1, Ordering::SeqCst);
         async { Ok(JobOutcome::Done) }
     }
-    fn stop(
-        &self,
-        _unit: &str,
-        _timeout: Duration,
-    ) -> impl std::future::Future<Output = Result<JobOutcome, SystemdError>> + Send {
-        async { Ok(JobOutcome::Done) }
+    async fn stop(&self, _unit: &str, _timeout: Duration) -> Result<JobOutcome, SystemdError> {
+        Ok(JobOutcome::Done)
     }
-    fn start(
-        &self,
-        _unit: &str,
-        _timeout: Duration,
-    ) -> impl std::future::Future<Output = Result<JobOutcome, SystemdError>> + Send {
-        async { Ok(JobOutcome::Done) }
+    async fn start(&self, _unit: &str, _timeout: Duration) -> Result<JobOutcome, SystemdError> {
+        Ok(JobOutcome::Done)
     }
     fn status(
         &self,
