@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _, Result};
 use ferry_format::clock::unix_now;
 use ferry_format::digest::sha256_file;
 use ferry_format::manifest::{ArtifactKind, Manifest, MAX_MANIFEST_LEN};
-use ferry_format::tuf::layout::{channel_target, target_file_path};
+use ferry_format::tuf::layout::{channel_target, root_path, target_file_path, timestamp_path};
 use ferry_format::tuf::writer::NewFile;
 use ferry_format::tuf::{Refresh, TargetFile, Targets, TrustedSet};
 use ferry_format::{Container, PublicKey, SecretKey};
@@ -62,8 +62,9 @@ pub fn load_root(path: &Path) -> Result<TrustedSet> {
         .with_context(|| format!("trusted root `{}` does not exist", path.display()))?;
     TrustedSet::from_root(&bytes).with_context(|| {
         format!(
-            "`{}` is not a valid root\nhint: give --root the root devices are provisioned with (metadata/1.root.json of the repository when it was made)",
-            path.display()
+            "`{}` is not a valid root\nhint: give --root the root devices are provisioned with ({} of the repository when it was made)",
+            path.display(),
+            root_path(1)
         )
     })
 }
@@ -83,7 +84,7 @@ impl LocalRepo {
 
     /// Whether the repository has metadata at all.
     pub fn exists(&self) -> bool {
-        self.dir.join("metadata/timestamp.json").exists()
+        self.dir.join(timestamp_path()).exists()
     }
 
     /// Checks the repository from `root` down to targets, and to `app`'s
@@ -92,8 +93,9 @@ impl LocalRepo {
     pub fn load(&self, root: &Path, app: Option<&str>) -> Result<TrustedSet> {
         if !self.exists() {
             bail!(
-                "`{}` is not a ferry repository (no metadata/timestamp.json)\nhint: create one with `ferry repo init --repo {}`",
+                "`{}` is not a ferry repository (no {})\nhint: create one with `ferry repo init --repo {}`",
                 self.dir.display(),
+                timestamp_path(),
                 self.dir.display()
             );
         }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{channel, fails, ferry, ferry_bin, ferry_trusted, init_repo, ok, work};
 use ferry_format::manifest::Manifest;
+use ferry_format::tuf::layout::timestamp_path;
 
 fn rollout(p: &Path, change: &[&str]) -> std::process::Output {
     rollout_on(p, "stable", change)
@@ -32,7 +33,7 @@ fn rollout_on(p: &Path, channel: &str, change: &[&str]) -> std::process::Output 
 }
 
 fn timestamp(p: &Path) -> Vec<u8> {
-    std::fs::read(p.join("repo/metadata/timestamp.json")).unwrap()
+    std::fs::read(p.join("repo").join(timestamp_path())).unwrap()
 }
 
 #[test]

@@ -11,6 +11,7 @@ use common::{
     channel, fails, ferry, ferry_trusted, init_repo, make_named_container, ok, text, work,
 };
 use ferry_format::manifest::ArtifactKind;
+use ferry_format::tuf::layout::{app_target_dir, timestamp_path};
 
 /// Every file in the tree, relative to `root`, to show no temporary files were left.
 fn files(root: &Path) -> Vec<String> {
@@ -43,7 +44,7 @@ fn publishes_targets_then_metadata_with_rising_serials() {
     init_repo(p, &["demo"]);
     make_named_container(&p.join("v1"), "demo", "1.0.0");
     make_named_container(&p.join("v2"), "demo", "2.0.0");
-    let timestamp = std::fs::read(p.join("repo/metadata/timestamp.json")).unwrap();
+    let timestamp = std::fs::read(p.join("repo").join(timestamp_path())).unwrap();
 
     // Unsigned binaries are refused: devices check the embedded signature.
     let msg = text(&publish(p, "v1", &[]));
@@ -52,7 +53,7 @@ fn publishes_targets_then_metadata_with_rising_serials() {
         "{msg}"
     );
     assert_eq!(
-        std::fs::read(p.join("repo/metadata/timestamp.json")).unwrap(),
+        std::fs::read(p.join("repo").join(timestamp_path())).unwrap(),
         timestamp,
         "nothing is published on error"
     );
@@ -136,7 +137,9 @@ fn publishes_targets_then_metadata_with_rising_serials() {
     );
     assert_eq!(
         all.iter()
-            .filter(|f| f.starts_with("targets/demo/") && f.ends_with(".demo"))
+            .filter(
+                |f| f.starts_with(&format!("{}/", app_target_dir("demo"))) && f.ends_with(".demo")
+            )
             .count(),
         2,
         "{all:?}"
@@ -206,7 +209,7 @@ fn keys_and_repositories_it_cannot_verify_are_refused_before_anything_is_signed(
     ok(publish(p, "v1", &[]));
     // Someone with write access but no key edits the manifest in place
     // (kind `file`, another target): publish and rollout refuse it.
-    let target_dir = p.join("repo/targets/demo");
+    let target_dir = p.join("repo").join(app_target_dir("demo"));
     let manifest = std::fs::read_dir(&target_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -238,7 +241,7 @@ fn keys_and_repositories_it_cannot_verify_are_refused_before_anything_is_signed(
     std::fs::write(&manifest, text_before).unwrap();
 
     // A timestamp replaced by one signed with another key.
-    let ts = p.join("repo/metadata/timestamp.json");
+    let ts = p.join("repo").join(timestamp_path());
     let good = std::fs::read(&ts).unwrap();
     std::fs::write(&ts, b"{\"signatures\": [], \"signed\": {}}").unwrap();
     let msg = fails(publish(p, "v1", &["--channel", "beta"]));

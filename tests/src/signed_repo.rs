@@ -47,7 +47,10 @@ pub fn create_for(dir: &Path, apps: &[&str], release: &str) -> Result<()> {
             "timestamp.key",
         ],
     )?;
-    std::fs::copy(dir.join("repo/metadata/1.root.json"), dir.join("root.json"))?;
+    let first_root = dir
+        .join("repo")
+        .join(ferry_format::tuf::layout::root_path(1));
+    std::fs::copy(first_root, dir.join("root.json"))?;
     let release_pub = format!("{release}.pub");
     for app in apps {
         let mut args = vec!["repo", "delegate", "--root-key", "root.key", "--app", app];

@@ -171,7 +171,8 @@ impl Device {
 }
 
 fn timestamp_path(repo: &Repo) -> std::path::PathBuf {
-    repo.path().join("metadata/timestamp.json")
+    repo.path()
+        .join(ferry_format::tuf::layout::timestamp_path())
 }
 
 /// A private CA (`ca.pem`) and a certificate for `localhost` it signed,

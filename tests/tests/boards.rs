@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::repo::{current_version, version_served, Repo, ANSWERS_500};
 use common::{assert_no_output, ferry_build};
+use ferry_format::tuf::layout::app_target_dir;
 use ferry_tests::arch::{elf_machine_of, Arch};
 use ferry_tests::board::{AgentConfig, Board, FERRYD_INSIDE};
 use ferry_tests::rootfs::{self, scratch, Staged};
@@ -573,7 +574,7 @@ fn publish_refuses_binaries_of_different_versions_or_two_of_one_architecture() {
     assert!(err.contains("two files for aarch64-linux-gnu"), "{err}");
     // Nothing was published: no artifact of either version is in the repository.
     for version in ["1.0.0", "2.0.0"] {
-        let dir = repo.path().join("targets/simple_api").join(version);
+        let dir = repo.path().join(app_target_dir("simple_api")).join(version);
         assert!(!dir.exists(), "`{}` exists", dir.display());
     }
 }

@@ -19,6 +19,7 @@ use common::repo::{board, current_version, variant, version_served, Repo, WAIT};
 use common::text;
 use ferry_format::clock::unix_now;
 use ferry_format::manifest::{Artifact, ArtifactKind};
+use ferry_format::tuf::layout::{metadata_path, timestamp_path};
 use ferry_format::SecretKey;
 use ferry_tests::board::Board;
 
@@ -105,7 +106,7 @@ fn every_attack_class_is_refused_and_the_running_version_stays() {
     app_as_nobody(&board);
     v1_then_stop(&repo, &board);
     assert_trees_read_only_for_the_app(&board);
-    let seen_timestamp = std::fs::read(repo.path().join("metadata/timestamp.json")).unwrap();
+    let seen_timestamp = std::fs::read(repo.path().join(timestamp_path())).unwrap();
     let before_link = std::fs::read_link(board.app_dir().join("current")).unwrap();
 
     repo.publish(&variant("2.0.0", None), &[]);
@@ -180,7 +181,7 @@ fn every_attack_class_is_refused_and_the_running_version_stays() {
             "malicious mirror: an old timestamp replayed to hide updates",
             "lower than the trusted version",
             Box::new(|| {
-                std::fs::write(repo.path().join("metadata/timestamp.json"), &seen_timestamp)
+                std::fs::write(repo.path().join(timestamp_path()), &seen_timestamp)
                     .unwrap()
             }),
         ),
@@ -196,7 +197,7 @@ fn every_attack_class_is_refused_and_the_running_version_stays() {
                 let bytes = ferry_format::tuf::sign(&other, &[&f.release]);
                 std::fs::write(
                     repo.path()
-                        .join(format!("metadata/{version}.simple_api.json")),
+                        .join(metadata_path("simple_api", Some(version))),
                     bytes,
                 )
                 .unwrap();
@@ -356,7 +357,7 @@ fn a_leaked_key_is_rotated_away_and_every_board_recovers_by_itself() {
     // repository but not the timestamp key, publishes serial 2^64-1 of a
     // release of their own (kind `file`, any bytes).
     let f = Forge::new(&repo);
-    let ts = repo.path().join("metadata/timestamp.json");
+    let ts = repo.path().join(timestamp_path());
     let good_ts = std::fs::read(&ts).unwrap();
     let stolen = common::forge::key(&repo.dir.path().join("release.key"));
     let own_online = SecretKey::generate().unwrap();

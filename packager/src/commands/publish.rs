@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
+use ferry_format::clock::unix_now;
 use ferry_format::manifest::{Artifact, ArtifactKind, Manifest, Rollout, SCHEMA, TARGETS};
-use ferry_format::tuf::layout::{artifact_target, is_safe_target_path};
+use ferry_format::tuf::layout::{artifact_target, is_safe_target_path, timestamp_path};
 use ferry_format::SecretKey;
 
 use super::{open, Opened};
@@ -21,7 +22,6 @@ use crate::keyfile;
 use crate::log;
 use crate::release::{check_release_key, write_release};
 use crate::repository::{from_now, LocalRepo};
-use ferry_format::clock::unix_now;
 
 /// One file of a release.
 struct Part {
@@ -202,6 +202,6 @@ pub fn run(args: PublishArgs) -> Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    println!("{}", repo.dir().join("metadata/timestamp.json").display());
+    println!("{}", repo.dir().join(timestamp_path()).display());
     Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,8 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
-use ferry_format::tuf::layout::{app_paths, is_valid_app_role};
+use ferry_format::clock::unix_now;
+use ferry_format::tuf::layout::{app_paths, is_valid_app_role, root_path, METADATA_DIR};
 use ferry_format::tuf::writer::{
     empty_targets, next_root_version, next_version, role_of, root_doc, Draft, RootKeys,
 };
@@ -21,7 +22,6 @@ use crate::cli::{
 use crate::keyfile;
 use crate::log;
 use crate::repository::{self, publics, LocalRepo, SNAPSHOT_EXPIRES};
-use ferry_format::clock::unix_now;
 
 /// Runs `ferry repo …`.
 pub fn run(args: RepoArgs) -> Result<ExitCode> {
@@ -48,9 +48,9 @@ fn threshold(given: Option<u32>, keys: usize) -> Result<u32> {
 
 fn init(args: RepoInitArgs) -> Result<ExitCode> {
     let repo = LocalRepo::new(&args.repo);
-    if repo.dir().join("metadata").exists() {
+    if repo.dir().join(METADATA_DIR).exists() {
         bail!(
-            "`{}` already holds metadata/; a repository is initialised once (rotate keys with `ferry repo rotate`)",
+            "`{}` already holds {METADATA_DIR}/; a repository is initialised once (rotate keys with `ferry repo rotate`)",
             repo.dir().display()
         );
     }
@@ -78,10 +78,10 @@ fn init(args: RepoInitArgs) -> Result<ExitCode> {
     );
     let (snap, ts) = repository::online_expiries()?;
     repo.write(&draft.finish(&[&online], snap, ts)?)?;
-    let root_path = repo.dir().join("metadata/1.root.json");
+    let root_file = repo.dir().join(root_path(1));
     log::note(format!("created the repository in `{}`; provision devices with its root (agent.toml: root = \"/etc/ferry/root.json\")",
         repo.dir().display()));
-    println!("{}", root_path.display());
+    println!("{}", root_file.display());
     Ok(ExitCode::SUCCESS)
 }
 

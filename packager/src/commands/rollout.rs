@@ -6,12 +6,12 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
+use ferry_format::clock::unix_now;
 
 use crate::cli::RolloutArgs;
 use crate::keyfile;
 use crate::release::{check_release_key, write_release};
 use crate::repository::{from_now, LocalRepo};
-use ferry_format::clock::unix_now;
 
 /// Runs `ferry rollout`.
 pub fn run(args: RolloutArgs) -> Result<ExitCode> {
