@@ -1,11 +1,14 @@
 //! Looking up the app's user, and changing a directory's owner and mode
 //! without following a symlink planted in its place.
 
-use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
 
 use anyhow::{bail, Context as _, Result};
+use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::{fchmod, fstat, Mode};
+use nix::unistd::{fchown, getegid, geteuid, Gid, Uid};
 
 /// The uid and gid of `name`, through NSS (`getpwnam_r`): users from
 /// `/etc/passwd`, LDAP or systemd's `DynamicUser=` (nss-systemd) alike.
@@ -23,58 +26,44 @@ pub fn lookup(name: &str) -> Result<(u32, u32)> {
 /// directory: changing the mode of one root no longer owns needs
 /// CAP_FOWNER, which the agent's unit does not grant.
 pub fn secure_dir(dir: &Path, mode: u32, owner: Option<(u32, u32)>) -> Result<()> {
-    let c = CString::new(dir.as_os_str().as_bytes())
-        .with_context(|| format!("`{}` holds a NUL byte", dir.display()))?;
-    // SAFETY: `c` is a valid NUL-terminated path; the descriptor is closed below.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR) {
-            bail!(
-                "`{}` is a symlink or not a directory: refusing to change its owner or mode",
-                dir.display()
-            );
-        }
-        return Err(e).with_context(|| format!("cannot open `{}`", dir.display()));
+    if dir.as_os_str().as_bytes().contains(&0) {
+        bail!("`{}` holds a NUL byte", dir.display());
     }
-    // SAFETY: `fd` is an open descriptor owned here.
-    let result = (|| {
-        let os = |what: &str| {
-            Err(std::io::Error::last_os_error())
-                .with_context(|| format!("cannot {what} `{}`", dir.display()))
-        };
-        // SAFETY: `st` is written by fstat on success before it is read.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstat(fd, &mut st) } != 0 {
-            return os("stat");
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    // An `OwnedFd`: closed when it goes out of scope, on every return.
+    let fd = match open(dir, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ELOOP | Errno::ENOTDIR) => bail!(
+            "`{}` is a symlink or not a directory: refusing to change its owner or mode",
+            dir.display()
+        ),
+        Err(e) => {
+            return Err(std::io::Error::from(e))
+                .with_context(|| format!("cannot open `{}`", dir.display()))
         }
-        // SAFETY: plain syscalls on the descriptor owned here.
-        let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
-        if st.st_mode & 0o7777 != mode {
-            if st.st_uid != euid && unsafe { libc::fchown(fd, euid, egid) } != 0 {
-                return os("take back");
-            }
-            if unsafe { libc::fchmod(fd, mode) } != 0 {
-                return os("chmod");
-            }
-            st.st_uid = euid;
-            st.st_gid = egid;
+    };
+    let os = |what: &'static str| {
+        move |e: Errno| {
+            anyhow::Error::new(std::io::Error::from(e))
+                .context(format!("cannot {what} `{}`", dir.display()))
         }
-        if let Some((uid, gid)) = owner {
-            if (st.st_uid, st.st_gid) != (uid, gid) && unsafe { libc::fchown(fd, uid, gid) } != 0 {
-                return os("chown");
-            }
+    };
+    let st = fstat(&fd).map_err(os("stat"))?;
+    let (euid, egid) = (geteuid(), getegid());
+    let mut owned_by = (st.st_uid, st.st_gid);
+    if st.st_mode & 0o7777 != mode {
+        if st.st_uid != euid.as_raw() {
+            fchown(&fd, Some(euid), Some(egid)).map_err(os("take back"))?;
         }
-        Ok(())
-    })();
-    // SAFETY: closing the descriptor opened above, once.
-    unsafe { libc::close(fd) };
-    result
+        fchmod(&fd, Mode::from_bits_retain(mode)).map_err(os("chmod"))?;
+        owned_by = (euid.as_raw(), egid.as_raw());
+    }
+    if let Some((uid, gid)) = owner {
+        if owned_by != (uid, gid) {
+            fchown(&fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).map_err(os("chown"))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -107,5 +96,32 @@ mod tests {
         secure_dir(&target, 0o700, None).unwrap();
         let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
+    }
+
+    /// As root (the agent's case): the mode is changed on a directory
+    /// another user owns by taking it back first, then it is given away.
+    #[test]
+    fn a_directory_is_taken_back_changed_and_given_away() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        if !geteuid().is_root() {
+            eprintln!("not root: ownership changes not tested");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("cache");
+        std::fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(1000), Some(1000)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        secure_dir(&dir, 0o755, Some((1001, 1002))).unwrap();
+        let meta = std::fs::metadata(&dir).unwrap();
+        assert_eq!(
+            (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+            (0o755, 1001, 1002)
+        );
+        // Already right: left alone.
+        secure_dir(&dir, 0o755, Some((1001, 1002))).unwrap();
+        secure_dir(&dir, 0o755, None).unwrap();
+        let meta = std::fs::metadata(&dir).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (1001, 1002));
     }
 }

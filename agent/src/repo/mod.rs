@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ferry_format::tuf::layout::is_safe_target_path;
+use nix::fcntl::OFlag;
 use reqwest::header::{CONTENT_RANGE, LOCATION, RANGE};
 use reqwest::{redirect, Certificate, RequestBuilder, Response, StatusCode, Url};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
@@ -422,7 +423,7 @@ impl RepoClient {
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
             .open(partial)
             .await
             .map_err(|e| io_context(e, "opening", partial))?;
