@@ -1,0 +1,118 @@
+//! ferryd's D-Bus API on a real systemd board, driven with `busctl` as an
+//! operator's tool would: check, properties, rollback, an operator's
+//! install through `ferryd install` (the file passed by descriptor) while
+//! the service runs, and a caller who is neither root nor in the `ferry`
+//! group refused with the rule.
+
+mod common;
+
+use common::repo::{board, current_version, install_v1, variant, version_served, Repo, WAIT};
+use common::text;
+
+const CALL: [&str; 5] = [
+    "busctl",
+    "--timeout=300",
+    "call",
+    "dev.ferry.Agent1",
+    "/dev/ferry/Agent1",
+];
+
+fn app_property(board: &ferry_tests::board::Board, name: &str) -> String {
+    let out = board
+        .sandbox
+        .exec(&[
+            "busctl",
+            "get-property",
+            "dev.ferry.Agent1",
+            "/dev/ferry/Agent1/apps/simple_5fapi",
+            "dev.ferry.Agent1.App",
+            name,
+        ])
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn the_dbus_api_checks_rolls_back_installs_and_refuses_strangers() {
+    let repo = Repo::new();
+    let (board, port) = board(&repo, "dbus", "");
+    install_v1(&repo, &board, port);
+    assert_eq!(app_property(&board, "CurrentVersion"), "s \"1.0.0\"");
+
+    // A caller who is neither root nor in the `ferry` group.
+    let mut argv = vec![
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ];
+    argv.extend(CALL);
+    argv.extend(["dev.ferry.Agent1", "Check", "s", "simple_api"]);
+    let out = board.sandbox.exec(&argv).unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    // busctl shows the error's name as its errno text; the sentence
+    // naming the rule comes with it on the bus.
+    assert!(
+        text(&out).contains("Access denied")
+            || text(&out).contains("only root and members of the `ferry` group"),
+        "{}",
+        text(&out)
+    );
+
+    // Check as root: v2 is taken (by this call or the service's own poll).
+    repo.publish(&variant("2.0.0", None), &[]);
+    let mut argv = CALL.to_vec();
+    argv.extend(["dev.ferry.Agent1", "Check", "s", "simple_api"]);
+    let out = board.sandbox.exec(&argv).unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    board
+        .wait_for("v2 committed", WAIT, |s| {
+            current_version(s) == "2.0.0" && s["phase"] == "idle"
+        })
+        .unwrap();
+    assert_eq!(app_property(&board, "CurrentVersion"), "s \"2.0.0\"");
+    assert_eq!(app_property(&board, "PreviousVersion"), "s \"1.0.0\"");
+    assert_eq!(app_property(&board, "Progress"), "y 100");
+
+    // Rollback through the API.
+    let mut argv = CALL.to_vec();
+    argv.extend(["dev.ferry.Agent1", "Rollback", "s", "simple_api"]);
+    let out = board.sandbox.exec(&argv).unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("rolled_back"), "{}", text(&out));
+    assert_eq!(version_served(port).as_deref(), Some("1.0.0"));
+    assert_eq!(app_property(&board, "LastResult"), "s \"rolled_back\"");
+
+    // `ferryd install` while the service runs goes through it, by descriptor.
+    let file = board.etc.join("usb-2.5.0");
+    std::fs::copy(variant("2.5.0", None), &file).unwrap();
+    let sign = std::process::Command::new(common::ferry())
+        .arg("sign")
+        .arg(&file)
+        .arg("--key")
+        .arg(repo.key())
+        .output()
+        .unwrap();
+    assert!(sign.status.success(), "{}", text(&sign));
+    let out = board.ferryd(&["install", "/etc/ferry/usb-2.5.0"]).unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("updated to 2.5.0"), "{}", text(&out));
+    assert_eq!(version_served(port).as_deref(), Some("2.5.0"));
+    assert_eq!(app_property(&board, "CurrentVersion"), "s \"2.5.0\"");
+    // The service held the device throughout: a second driver is refused.
+    let out = board
+        .sandbox
+        .exec(&["sh", "-c", "cp /etc/ferry/agent.toml /etc/ferry/other.toml"])
+        .unwrap();
+    assert!(out.status.success());
+    let out = board
+        .ferryd(&["-c", "/etc/ferry/other.toml", "check"])
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("another ferryd drives the updates"),
+        "{}",
+        text(&out)
+    );
+}
