@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Fuzzes ferry-format: runs each target of format/fuzz for SECONDS (default 60),
+# Fuzzes ferry's parsers: runs each target of fuzz/ for SECONDS (default 60),
 # one after another, and prints how many inputs each executed.
 #
 #   scripts/fuzz.sh [SECONDS]
 #
 # Needs the nightly toolchain and cargo-fuzz (installed here if missing). Not
 # part of CI: CI stays on stable. Seeds (containers signed by the fuzzing key in
-# format/fuzz/fuzz_key.pub, keys, signatures, metadata) are written into
-# format/fuzz/corpus/<target>/ first; crashes land in format/fuzz/artifacts/.
+# format/tests/fuzz_key.pub, keys, signatures, metadata) are written into
+# fuzz/corpus/<target>/ first; crashes land in fuzz/artifacts/.
 set -euo pipefail
 secs="${1:-60}"
 [[ "$secs" =~ ^[0-9]+$ ]] || { echo "usage: $0 [SECONDS]" >&2; exit 2; }
@@ -23,11 +23,11 @@ if ! cargo +nightly --version >/dev/null 2>&1; then
   exit 1
 fi
 
-FERRY_FUZZ_SEEDS="$root/format/fuzz/corpus" \
+FERRY_FUZZ_SEEDS="$root/fuzz/corpus" \
   cargo test -q -p ferry-format --test fuzz_seeds >/dev/null
 # The agent's config: a full one, and the smallest accepted one.
-mkdir -p format/fuzz/corpus/config format/fuzz/corpus/tar
-cat >format/fuzz/corpus/config/full.toml <<'TOML'
+mkdir -p fuzz/corpus/config fuzz/corpus/tar
+cat >fuzz/corpus/config/full.toml <<'TOML'
 repository = "https://updates.example.com/ferry"
 root = "root.json"
 poll-interval = "15m"
@@ -53,7 +53,7 @@ health-retries = 3
 user = "simple-api"
 TOML
 printf 'repository = "http://h/"\nroot = "root.json"\ndevice-id = "d"\n[[app]]\nname = "a"\nunit = "a"\n' \
-  >format/fuzz/corpus/config/small.toml
+  >fuzz/corpus/config/small.toml
 # The launcher's payload: a small tree with a directory, files and links.
 seed="$(mktemp -d)"
 mkdir -p "$seed/t/lib/pkg"
@@ -62,10 +62,10 @@ printf '#!/bin/sh\n' >"$seed/t/run"
 chmod 755 "$seed/t/run"
 ln -s lib/pkg "$seed/t/pkglink"
 ln -s ../lib/pkg/__init__.py "$seed/t/lib/init-link"
-tar -C "$seed/t" --format=gnu -cf format/fuzz/corpus/tar/tree.tar .
+tar -C "$seed/t" --format=gnu -cf fuzz/corpus/tar/tree.tar .
 rm -rf "$seed"
 
-cd format/fuzz
+cd fuzz
 cargo +nightly fuzz build
 logs="$(mktemp -d)"
 failed=()
@@ -87,6 +87,6 @@ done
 echo "fuzz results (${secs}s per target; logs in $logs):"
 printf '  %s\n' "${summary[@]}"
 if ((${#failed[@]})); then
-  echo "crashes in: ${failed[*]} (inputs in format/fuzz/artifacts/)" >&2
+  echo "crashes in: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
   exit 1
 fi

@@ -1,5 +1,6 @@
-//! Seed inputs for the fuzz targets in `format/fuzz`, signed with the fixed
-//! fuzzing key whose public half the targets load (`format/fuzz/fuzz_key.pub`).
+//! Seed inputs for the fuzz targets in the workspace's `fuzz/`, signed with
+//! the fixed fuzzing key whose public half the targets load
+//! (`format/tests/fuzz_key.pub`, kept here so this crate needs nothing above it).
 //!
 //! Always checks that every seed is accepted by its parser (so the key pair and
 //! the targets agree); with `FERRY_FUZZ_SEEDS=DIR` it also writes them to
@@ -18,7 +19,7 @@ use sha2::{Digest, Sha256};
 /// else, and no ferry binary or device may ever trust it.
 const FUZZ_SECRET_KEY: &str = "untrusted comment: ferry fuzzing key, public on purpose, never trust it\n\
 RWQAAEIyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA7lTYxU71FG4+/uU/InKinqabK/GMxyfV6hiMoLfKrLNnFh7lSfJApbp5dc0PS23VErAgw6Vb6JQgajDaCwFLa1CIhz3/S9XaDoawMwJvRiZvbDn1zKINNR82LKEovK/WOR2mHkAFGe4=\n";
-const FUZZ_PUBLIC_KEY: &str = include_str!("../fuzz/fuzz_key.pub");
+const FUZZ_PUBLIC_KEY: &str = include_str!("fuzz_key.pub");
 
 /// A minimal 64-bit ELF header whose section header table ends the launcher,
 /// with the launcher marker inside.

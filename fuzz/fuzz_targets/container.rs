@@ -12,7 +12,9 @@ use libfuzzer_sys::fuzz_target;
 
 fn key() -> &'static PublicKey {
     static KEY: OnceLock<PublicKey> = OnceLock::new();
-    KEY.get_or_init(|| PublicKey::from_text(include_str!("../fuzz_key.pub")).unwrap())
+    KEY.get_or_init(|| {
+        PublicKey::from_text(include_str!("../../format/tests/fuzz_key.pub")).unwrap()
+    })
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -36,7 +36,11 @@ fuzz_target!(|data: &[u8]| {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(outside, vec![std::ffi::OsString::from("dest")], "written outside");
+    assert_eq!(
+        outside,
+        vec![std::ffi::OsString::from("dest")],
+        "written outside"
+    );
     let root = std::fs::canonicalize(&dest).unwrap();
     assert_links_stay_inside(&dest, &root);
 });
