@@ -222,14 +222,7 @@ fn keep_prunes_old_versions_and_install_and_rollback_work_offline() {
         text(&out)
     );
     assert_eq!(current_version(&board.app_status().unwrap()), "1.2.0");
-    let sign = std::process::Command::new(common::ferry())
-        .arg("sign")
-        .arg(&file)
-        .arg("--key")
-        .arg(repo.key())
-        .output()
-        .unwrap();
-    assert!(sign.status.success(), "{}", text(&sign));
+    repo.sign(&file);
     let out = board.ferryd(&["install", "/etc/ferry/usb-2.5.0"]).unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(current_version(&board.app_status().unwrap()), "2.5.0");

@@ -87,14 +87,7 @@ fn the_dbus_api_checks_rolls_back_installs_and_refuses_strangers() {
     // `ferryd install` while the service runs goes through it, by descriptor.
     let file = board.etc.join("usb-2.5.0");
     std::fs::copy(variant("2.5.0", None), &file).unwrap();
-    let sign = std::process::Command::new(common::ferry())
-        .arg("sign")
-        .arg(&file)
-        .arg("--key")
-        .arg(repo.key())
-        .output()
-        .unwrap();
-    assert!(sign.status.success(), "{}", text(&sign));
+    repo.sign(&file);
     let out = board.ferryd(&["install", "/etc/ferry/usb-2.5.0"]).unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("updated to 2.5.0"), "{}", text(&out));

@@ -374,8 +374,11 @@ impl<U: UnitManager> Agent<U> {
     fn transition(&self, job: &mut Job<'_>, step: Step) -> Result<()> {
         let before = job.state.clone();
         let mut next = before.apply(step.clone())?;
-        if let Some(outcome) = step.ending() {
-            let (version, message) = ending_note(&before, &step);
+        let ending = step
+            .ending()
+            .map(|outcome| (outcome, ending_note(&before, &step)));
+        if let Some((outcome, (version, message))) = &ending {
+            let (outcome, version, message) = (*outcome, version.clone(), message.clone());
             next.last_result = Some(LastResult {
                 at: ferry_format::clock::unix_now(),
                 outcome,
@@ -403,8 +406,7 @@ impl<U: UnitManager> Agent<U> {
             }
         }
         next.save(&job.store.state_path())?;
-        if let Some(outcome) = step.ending() {
-            let (version, message) = ending_note(&before, &step);
+        if let Some((outcome, (version, message))) = ending {
             job.ended = Some(match outcome {
                 ReportOutcome::Committed => Outcome::Committed(version.unwrap_or_default()),
                 ReportOutcome::RolledBack => Outcome::RolledBack(message),

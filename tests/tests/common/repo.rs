@@ -77,6 +77,11 @@ impl Repo {
         ferry_in(self.dir.path(), args);
     }
 
+    /// Signs `file` in place with the release key (`ferry sign`).
+    pub fn sign(&self, file: &Path) {
+        self.ferry(&["sign", file.to_str().unwrap(), "--key", "release.key"]);
+    }
+
     /// Signs a copy of `bin` and publishes it with extra `args`.
     pub fn publish(&self, bin: &Path, args: &[&str]) {
         std::fs::copy(bin, self.dir.path().join("release-bin")).unwrap();
