@@ -89,8 +89,22 @@ impl Inhibitors {
 
 impl<U: UnitManager> Agent<U> {
     /// Why `app`'s verified release may not be swapped in now, if it may not.
+    /// The window comes first: outside it, a released inhibitor changes
+    /// nothing, so it is the reason worth telling.
     pub(super) fn gate_verdict(&self, app: &AppSettings, intent: &Intent) -> Option<String> {
         let operator = intent.is_operator_install();
+        if operator.is_none() {
+            if let Some(window) = app.install_window.or(self.settings.install_window) {
+                let now = local_minute_of_day();
+                if !window.contains(now) {
+                    return Some(format!(
+                        "outside the install window {window} (local time; now {:02}:{:02})",
+                        now / 60,
+                        now % 60
+                    ));
+                }
+            }
+        }
         if operator != Some(true) {
             if let Some(path) = &app.inhibit_file {
                 if path.exists() {
@@ -105,18 +119,6 @@ impl<U: UnitManager> Agent<U> {
                     "inhibited by {}: {} (until it closes its inhibitor)",
                     h.who, h.why
                 ));
-            }
-        }
-        if operator.is_none() {
-            if let Some(window) = app.install_window.or(self.settings.install_window) {
-                let now = local_minute_of_day();
-                if !window.contains(now) {
-                    return Some(format!(
-                        "outside the install window {window} (local time; now {:02}:{:02})",
-                        now / 60,
-                        now % 60
-                    ));
-                }
             }
         }
         None
