@@ -26,6 +26,7 @@ pub mod arch;
 pub mod binfmt;
 pub mod board;
 pub mod examples;
+pub mod fault_server;
 pub mod hidden_python;
 pub mod lock;
 pub mod netlink;

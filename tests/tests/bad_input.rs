@@ -16,18 +16,16 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::bad_server::BadServer;
 use common::forge::Forge;
 use common::repo::{board_with, install_v1, variant, version_served, Repo};
 use common::text;
 use ferry_format::manifest::Manifest;
 use ferry_tests::board::Board;
+use ferry_tests::fault_server::{Behaviour, FaultServer};
 use ferry_tests::nginx::{Nginx, Tls};
 
 /// What must not change, read from the board.
@@ -330,39 +328,39 @@ fn every_bad_input_is_refused_with_one_clear_error_and_nothing_changes() {
     std::fs::write(timestamp_path(&d.repo), &ts).unwrap();
 
     // ---- servers
-    let slow = BadServer::start(|s, stop| {
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 60000\r\n\r\n");
-        while !stop.load(Ordering::SeqCst) && s.write_all(b" ").is_ok() {
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    });
+    let slow = FaultServer::in_background();
+    slow.fallback(
+        vec![b' '; 60_000],
+        Behaviour::Trickle(Duration::from_millis(300)),
+    );
     let c = d.config_with_repository("slowloris", &slow.url(), "");
     d.row(
         "server: slow bytes (slowloris)",
         Some(&c),
         &["root.json", "slower than"],
     );
-    let endless = BadServer::start(|s, stop| {
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
-        let chunk = [b' '; 64 * 1024];
-        while !stop.load(Ordering::SeqCst) && s.write_all(&chunk).is_ok() {}
-    });
+    let endless = FaultServer::in_background();
+    endless.fallback(Vec::new(), Behaviour::Endless);
     let c = d.config_with_repository("endless", &endless.url(), "");
     d.row(
         "server: endless bytes",
         Some(&c),
         &["root.json", "larger than"],
     );
-    let liar = BadServer::start(|s, _| {
-        let _ = s.write_all(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n{\"schema\": 1}",
-        );
-    });
+    let liar = FaultServer::in_background();
+    liar.fallback(
+        &b"{\"schema\": 1}"[..],
+        Behaviour::Raw {
+            content_length: Some(5000),
+        },
+    );
     let c = d.config_with_repository("content-length", &liar.url(), "");
     d.row("server: wrong Content-Length", Some(&c), &["root.json"]);
-    let redirect = BadServer::start(|s, _| {
-        let _ = s.write_all(b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.2:9/metadata/2.root.json\r\nContent-Length: 0\r\n\r\n");
-    });
+    let redirect = FaultServer::in_background();
+    redirect.fallback(
+        Vec::new(),
+        Behaviour::Redirect("http://127.0.0.2:9/metadata/2.root.json".into()),
+    );
     let c = d.config_with_repository("redirect", &redirect.url(), "");
     d.row(
         "server: redirect to another host",

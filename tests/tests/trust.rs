@@ -9,11 +9,8 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::bad_server::BadServer;
 use common::forge::{Forge, FAR};
 use common::repo::{board, current_version, variant, version_served, Repo, WAIT};
 use common::text;
@@ -22,6 +19,7 @@ use ferry_format::manifest::{Artifact, ArtifactKind};
 use ferry_format::tuf::layout::{metadata_path, timestamp_path};
 use ferry_format::SecretKey;
 use ferry_tests::board::Board;
+use ferry_tests::fault_server::{Behaviour, FaultServer};
 
 /// Starts the agent, waits for v1, stops the agent.
 fn v1_then_stop(repo: &Repo, board: &Board) {
@@ -282,12 +280,11 @@ fn every_attack_class_is_refused_and_the_running_version_stays() {
     // Slow retrieval: a mirror that sends a byte every 300 ms, never silent
     // long enough for the idle timeout, is cut by the rate floor; the device
     // keeps its version and tries again later.
-    let slow = BadServer::start(|s, stop| {
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 60000\r\n\r\n");
-        while !stop.load(Ordering::SeqCst) && s.write_all(b" ").is_ok() {
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    });
+    let slow = FaultServer::in_background();
+    slow.fallback(
+        vec![b' '; 60_000],
+        Behaviour::Trickle(Duration::from_millis(300)),
+    );
     let base = std::fs::read_to_string(board.etc.join("agent.toml")).unwrap();
     let first = base.lines().next().unwrap().to_owned();
     let slow_config = base.replacen(

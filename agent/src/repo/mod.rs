@@ -22,8 +22,6 @@ use reqwest::{redirect, Certificate, RequestBuilder, Response, StatusCode, Url};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 #[cfg(test)]
-mod fault_server;
-#[cfg(test)]
 mod tests;
 
 /// Free space kept on top of the bytes still to download.

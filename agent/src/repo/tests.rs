@@ -5,8 +5,8 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::fault_server::{Behaviour, FaultServer};
 use super::*;
+use ferry_tests::fault_server::{Behaviour, FaultServer};
 
 const MANIFEST_PATH: &str = "/metadata/timestamp.json";
 const META: &str = "metadata/timestamp.json";

@@ -5,7 +5,6 @@
 
 #![allow(dead_code)]
 
-pub mod bad_server;
 pub mod forge;
 pub mod repo;
 

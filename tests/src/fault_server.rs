@@ -1,5 +1,9 @@
-//! A raw HTTP/1.1 server on loopback with scripted faults, for the tests of
-//! the repository client. One request per connection (`Connection: close`).
+//! A raw HTTP/1.1 server on loopback with scripted faults: what the
+//! repository client's tests and the boards' bad-input tests meet instead of
+//! a well-behaved server. One request per connection (`Connection: close`).
+//! In async tests it runs on the caller's runtime ([`FaultServer::start`]);
+//! in the synchronous end-to-end tests on a runtime of its own
+//! ([`FaultServer::in_background`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -16,7 +20,10 @@ use tokio::task::JoinHandle;
 pub enum Behaviour {
     /// 200 with `Content-Length` and `ETag: <etag>`; 304 when
     /// `If-None-Match` equals the ETag; 206 for `Range: bytes=N-`.
-    Normal { etag: Option<String> },
+    Normal {
+        /// The ETag, if the path has one.
+        etag: Option<String>,
+    },
     /// Always 200 with the whole body, whatever `Range` says.
     IgnoreRange,
     /// Like `Normal`, but the connection closes after N bytes of the body.
@@ -33,7 +40,10 @@ pub enum Behaviour {
     Status(u16),
     /// 200 with this `Content-Length` (none: delimited by closing) and
     /// exactly the route's body, then close.
-    Raw { content_length: Option<u64> },
+    Raw {
+        /// The `Content-Length` claimed, if any.
+        content_length: Option<u64>,
+    },
     /// 206 whose range starts one byte after the one asked for.
     BadContentRange,
     /// 302 to this location.
@@ -52,6 +62,7 @@ struct Route {
 /// A request received.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// The request's path.
     pub path: String,
     headers: Vec<(String, String)>,
     sent: Arc<AtomicU64>,
@@ -140,9 +151,56 @@ impl FaultServer {
         self.state.log.lock().unwrap().clone()
     }
 
+    /// Serves every path without a route of its own with `body` and
+    /// `behaviour` (what a hostile server answers whatever is asked).
+    pub fn fallback(&self, body: impl Into<Vec<u8>>, behaviour: Behaviour) {
+        self.route(FALLBACK, body, behaviour);
+    }
+
+    /// A server on 127.0.0.1 with a runtime of its own, for tests that
+    /// have none; it stops when the returned value is dropped.
+    pub fn in_background() -> Background {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the fault server");
+        let server = runtime.block_on(FaultServer::start());
+        Background {
+            server: Some(server),
+            runtime: Some(runtime),
+        }
+    }
+
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.state.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// The route key of [`FaultServer::fallback`] (no request path has it).
+const FALLBACK: &str = "*";
+
+/// A [`FaultServer`] with the runtime it runs on.
+pub struct Background {
+    server: Option<FaultServer>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl std::ops::Deref for Background {
+    type Target = FaultServer;
+    fn deref(&self) -> &FaultServer {
+        self.server.as_ref().expect("running")
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        drop(self.server.take());
+        if let Some(runtime) = self.runtime.take() {
+            // Connections still being answered (an endless body) end here.
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -178,7 +236,10 @@ async fn serve(mut stream: TcpStream, state: Arc<State>) {
         sent: Arc::new(AtomicU64::new(0)),
     };
     state.log.lock().unwrap().push(request.clone());
-    let route = state.routes.lock().unwrap().get(&path).cloned();
+    let route = {
+        let routes = state.routes.lock().unwrap();
+        routes.get(&path).or_else(|| routes.get(FALLBACK)).cloned()
+    };
     let Some(route) = route else {
         let _ = respond(&mut stream, &request, "404 Not Found", &[], Some(b"no")).await;
         return;
