@@ -199,7 +199,7 @@ pub fn copy_private(src: &mut std::fs::File, dest: &Path) -> Result<()> {
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
         .open(dest)
         .with_context(|| format!("cannot create `{}`", dest.display()))?;
     src.seek(std::io::SeekFrom::Start(0))?;

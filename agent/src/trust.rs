@@ -10,7 +10,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use ferry_format::tuf::{Refresh, TrustedSet, TufError};
+use ferry_format::tuf::{layout, Refresh, TrustedSet, TufError};
 
 use crate::repo::RepoClient;
 use crate::verify::Refusal;
@@ -160,13 +160,13 @@ pub async fn refresh(
         return Err(e);
     }
     let set = r.finish().map_err(|rule| Refusal::Metadata {
-        path: "metadata".into(),
+        path: layout::METADATA_DIR.into(),
         rule,
     })?;
     dir.save(&set, app)?;
     if set.role_meta(app).is_none() {
         return Err(Refusal::Metadata {
-            path: "metadata/snapshot".into(),
+            path: layout::metadata_path("snapshot", None),
             rule: TufError::Missing {
                 what: format!("app `{app}` in the repository (nothing published for it yet?)"),
             },
