@@ -33,6 +33,33 @@ fn app_property(board: &ferry_tests::board::Board, name: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// The `Progress` values in `PropertiesChanged` signals and the arguments
+/// of `Completed` signals the monitor saw, in order.
+fn signals(board: &ferry_tests::board::Board) -> (Vec<u64>, Vec<String>) {
+    let out = board
+        .sandbox
+        .journal(&["-u", "ferry-monitor.service", "-o", "cat"])
+        .unwrap();
+    let mut progress = Vec::new();
+    let mut completed = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let args = &message["payload"]["data"];
+        match message["member"].as_str() {
+            Some("PropertiesChanged") => {
+                if let Some(p) = args[1]["Progress"]["data"].as_u64() {
+                    progress.push(p);
+                }
+            }
+            Some("Completed") => completed.push(args.to_string()),
+            _ => {}
+        }
+    }
+    (progress, completed)
+}
+
 #[test]
 fn the_dbus_api_checks_rolls_back_installs_and_refuses_strangers() {
     let repo = Repo::new();
@@ -60,6 +87,21 @@ fn the_dbus_api_checks_rolls_back_installs_and_refuses_strangers() {
         text(&out)
     );
 
+    // Everything the service signals, recorded by a monitor on the board.
+    let out = board
+        .sandbox
+        .exec(&[
+            "systemd-run",
+            "--unit=ferry-monitor",
+            "busctl",
+            "monitor",
+            "--json=short",
+            "--match=type='signal',path_namespace='/dev/ferry/Agent1'",
+        ])
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+
     // Check as root: v2 is taken (by this call or the service's own poll).
     repo.publish(&variant("2.0.0", None), &[]);
     let mut argv = CALL.to_vec();
@@ -74,6 +116,21 @@ fn the_dbus_api_checks_rolls_back_installs_and_refuses_strangers() {
     assert_eq!(app_property(&board, "CurrentVersion"), "s \"2.0.0\"");
     assert_eq!(app_property(&board, "PreviousVersion"), "s \"1.0.0\"");
     assert_eq!(app_property(&board, "Progress"), "y 100");
+    let (progress, completed) = signals(&board);
+    assert!(
+        progress.iter().any(|p| (1..100).contains(p)) && progress.last() == Some(&100),
+        "Progress went {progress:?}"
+    );
+    assert!(
+        progress.windows(2).all(|w| w[0] <= w[1]),
+        "Progress went backwards: {progress:?}"
+    );
+    assert!(
+        completed
+            .iter()
+            .any(|c| c.contains("simple_api") && c.contains("committed") && c.contains("2.0.0")),
+        "Completed signals: {completed:?}"
+    );
 
     // Rollback through the API.
     let mut argv = CALL.to_vec();
