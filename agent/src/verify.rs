@@ -349,6 +349,7 @@ mod tests {
             },
             min_agent_version: None,
             notes: None,
+            url: None,
         };
         // A device whose bucket is above 1.
         let device = (0..)

@@ -118,6 +118,9 @@ pub struct Manifest {
     /// Free text for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
+    /// Where people read more about the release (an https:// or http:// page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ManifestError {
@@ -216,6 +219,15 @@ impl Manifest {
         if self.notes.as_ref().is_some_and(|n| n.len() > 4096) {
             return Err(invalid("notes", "longer than 4096 bytes"));
         }
+        if let Some(url) = &self.url {
+            let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+            if !scheme_ok || url.len() > 2048 || url.chars().any(char::is_whitespace) {
+                return Err(invalid(
+                    "url",
+                    "must be an http(s):// address without spaces, at most 2048 bytes",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -245,6 +257,7 @@ mod tests {
             },
             min_agent_version: None,
             notes: Some("first".into()),
+            url: None,
         }
     }
 

@@ -274,6 +274,9 @@ pub struct PublishArgs {
     /// Release notes for people.
     #[arg(long)]
     pub notes: Option<String>,
+    /// A page about the release (Home Assistant links to it).
+    #[arg(long, value_name = "URL")]
+    pub release_url: Option<String>,
     /// Password source for the keys.
     #[command(flatten)]
     pub password: PasswordArgs,

@@ -184,6 +184,7 @@ pub fn run(args: PublishArgs) -> Result<ExitCode> {
         },
         min_agent_version: args.min_agent_version.clone(),
         notes: args.notes.clone(),
+        url: args.release_url.clone(),
     };
     manifest
         .validate()
