@@ -30,6 +30,7 @@ struct RawConfig {
     download_deadline: Option<String>,
     rollout_wariness: Option<Wariness>,
     install_window: Option<String>,
+    mqtt: Option<crate::mqtt::RawMqtt>,
     #[serde(default)]
     app: Vec<RawApp>,
 }
@@ -206,6 +207,8 @@ pub struct Settings {
     pub wariness: Wariness,
     /// When releases may be swapped in, for apps without their own window.
     pub install_window: Option<InstallWindow>,
+    /// The MQTT broker Home Assistant listens on, if any.
+    pub mqtt: Option<crate::mqtt::MqttSettings>,
     /// Managed apps.
     pub apps: Vec<AppSettings>,
 }
@@ -368,6 +371,10 @@ impl Settings {
             Some(_) => bail!("`device-id` is empty"),
             None => machine_id()?,
         };
+        let mqtt = raw
+            .mqtt
+            .map(|m| crate::mqtt::MqttSettings::from_raw(m, &device_id))
+            .transpose()?;
         Ok(Self {
             repository: raw.repository.trim_end_matches('/').to_owned(),
             root,
@@ -395,6 +402,7 @@ impl Settings {
             )?,
             wariness: raw.rollout_wariness.unwrap_or_default(),
             install_window: opt_window("install-window", &raw.install_window)?,
+            mqtt,
             apps,
         })
     }

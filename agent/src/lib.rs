@@ -8,6 +8,7 @@ pub mod driver;
 pub mod failpoint;
 pub mod health;
 pub mod journal;
+pub mod mqtt;
 pub mod notify;
 pub mod repo;
 pub mod report;

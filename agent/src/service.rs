@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::api::{self, Request};
 use crate::config::Settings;
-use crate::driver::{Agent, Intent, Outcome};
+use crate::driver::{Agent, Intent, Observer, Observers, Outcome};
 use crate::journal::{self, Event};
 use crate::notify;
 use crate::systemd::SystemdBus;
@@ -69,6 +69,19 @@ pub async fn wait_unconfigured(message: &str) -> Result<()> {
     Ok(())
 }
 
+/// Every app's persisted state, for observers' first look.
+fn app_states(settings: &Settings) -> Result<Vec<(String, crate::state::AppState)>> {
+    settings
+        .apps
+        .iter()
+        .map(|app| {
+            let store = crate::store::Store::open(&settings.state_dir, &app.name)?;
+            let state = crate::state::AppState::load(&store.state_path(), &app.name)?;
+            Ok((app.name.clone(), state))
+        })
+        .collect()
+}
+
 /// The service's working set.
 struct Service {
     agent: Agent<SystemdBus>,
@@ -85,20 +98,29 @@ pub async fn run(settings: Settings, config: PathBuf) -> Result<()> {
     let _lock = crate::commands::lock_state_dir(&settings.state_dir)?;
     let mut agent = crate::commands::local_agent(settings).await?;
     let (tx, mut requests) = mpsc::channel(16);
+    let mut observers: Vec<Arc<dyn Observer>> = Vec::new();
     match api::serve(
         agent.units.connection(),
         config,
         Arc::new(agent.settings.clone()),
-        tx,
+        tx.clone(),
         agent.inhibitors.clone(),
     )
     .await
     {
-        Ok(observer) => agent.observer = observer,
+        Ok(observer) => observers.push(observer),
         Err(e) => log::warn!(
             "the D-Bus API is not available, commands work without the service only: {e:#}"
         ),
     }
+    if let Some(mqtt) = agent.settings.mqtt.clone() {
+        observers.push(Arc::new(crate::mqtt::start(
+            mqtt,
+            app_states(&agent.settings)?,
+            tx,
+        )));
+    }
+    agent.observer = Arc::new(Observers(observers));
     let mut service = Service {
         agent,
         waiting: HashMap::new(),

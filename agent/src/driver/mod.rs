@@ -100,6 +100,10 @@ impl Outcome {
 pub enum Intent {
     /// Look at the channel (a poll, `ferryd check`).
     Poll,
+    /// Look at the channel and install what it offers now, as a person
+    /// asked (Home Assistant's Install button): a poll whose release skips
+    /// the install window but not the inhibitors.
+    Update,
     /// Install the agent's private copy of an operator's file.
     Install {
         /// The copy (root-owned, 0600), removed when the pass ends.
@@ -123,7 +127,7 @@ impl Intent {
     pub fn is_operator_install(&self) -> Option<bool> {
         match self {
             Intent::Install { force, .. } => Some(*force),
-            Intent::Continue { operator: true } => Some(false),
+            Intent::Continue { operator: true } | Intent::Update => Some(false),
             Intent::Poll | Intent::Rollback | Intent::Continue { operator: false } => None,
         }
     }
@@ -159,8 +163,21 @@ impl StepError {
     }
 }
 
+/// What a channel offers, as a poll found it (after verification).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offered {
+    /// The release's version.
+    pub version: String,
+    /// Its notes for people.
+    pub notes: Option<String>,
+    /// Where people read more about it.
+    pub url: Option<String>,
+    /// Whether this device takes it (not denied, inside the rollout).
+    pub takes: bool,
+}
+
 /// Who hears about each transition besides the journal and systemd: the
-/// D-Bus API. Every method has an empty default.
+/// D-Bus API and the MQTT link. Every method has an empty default.
 pub trait Observer: Send + Sync {
     /// `app`'s state changed (after it was persisted).
     fn state_changed(&self, _app: &str, _state: &AppState) {}
@@ -168,6 +185,26 @@ pub trait Observer: Send + Sync {
     fn progress(&self, _app: &str, _percent: u8) {}
     /// A pass ended.
     fn completed(&self, _app: &str, _outcome: &Outcome) {}
+    /// A poll read what the channel offers.
+    fn offered(&self, _app: &str, _offered: &Offered) {}
+}
+
+/// Several observers, told in turn.
+pub struct Observers(pub Vec<Arc<dyn Observer>>);
+
+impl Observer for Observers {
+    fn state_changed(&self, app: &str, state: &AppState) {
+        self.0.iter().for_each(|o| o.state_changed(app, state));
+    }
+    fn progress(&self, app: &str, percent: u8) {
+        self.0.iter().for_each(|o| o.progress(app, percent));
+    }
+    fn completed(&self, app: &str, outcome: &Outcome) {
+        self.0.iter().for_each(|o| o.completed(app, outcome));
+    }
+    fn offered(&self, app: &str, offered: &Offered) {
+        self.0.iter().for_each(|o| o.offered(app, offered));
+    }
 }
 
 /// An observer that hears nothing.
@@ -253,7 +290,7 @@ impl<U: UnitManager> Agent<U> {
     pub async fn drive(&self, app: &AppSettings, intent: Intent) -> Result<Outcome> {
         let copy = match &intent {
             Intent::Install { copy, .. } => Some(copy.clone()),
-            Intent::Poll | Intent::Rollback | Intent::Continue { .. } => None,
+            Intent::Poll | Intent::Update | Intent::Rollback | Intent::Continue { .. } => None,
         };
         let result = self.drive_inner(app, intent).await;
         if let Some(copy) = copy {
@@ -287,7 +324,9 @@ impl<U: UnitManager> Agent<U> {
         // never a poll.
         job.acted = match job.intent {
             Intent::Continue { .. } => true,
-            Intent::Poll => !matches!(job.state.phase, Phase::Idle | Phase::Hold { .. }),
+            Intent::Poll | Intent::Update => {
+                !matches!(job.state.phase, Phase::Idle | Phase::Hold { .. })
+            }
             Intent::Install { .. } | Intent::Rollback => false,
         };
         loop {
@@ -488,7 +527,7 @@ impl<U: UnitManager> Agent<U> {
             return Ok(Flow::Done(job.ended.take().unwrap_or(Outcome::UpToDate)));
         }
         match job.intent.clone() {
-            Intent::Poll => self.poll(job).await,
+            Intent::Poll | Intent::Update => self.poll(job).await,
             Intent::Continue { .. } => Ok(Flow::Done(Outcome::UpToDate)),
             Intent::Install { copy, force } => self.take_file(job, &copy, force).await,
             Intent::Rollback => {
@@ -510,9 +549,11 @@ impl<U: UnitManager> Agent<U> {
                 self.transition(job, Step::Release)?;
                 Ok(Flow::Next)
             }
-            Intent::Install { .. } | Intent::Rollback | Intent::Poll | Intent::Continue { .. } => {
-                Ok(Flow::Done(Outcome::Hold(reason)))
-            }
+            Intent::Install { .. }
+            | Intent::Rollback
+            | Intent::Poll
+            | Intent::Update
+            | Intent::Continue { .. } => Ok(Flow::Done(Outcome::Hold(reason))),
         }
     }
 

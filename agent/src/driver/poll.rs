@@ -3,7 +3,7 @@
 
 use ferry_format::tuf::{Key, TargetFile, TrustedSet};
 
-use super::{Agent, Flow, Job, Outcome, StepError};
+use super::{Agent, Flow, Job, Offered, Outcome, StepError};
 use crate::journal::{self, Event};
 use crate::state::{Release, Step};
 use crate::systemd::{SystemdError, UnitManager};
@@ -105,6 +105,17 @@ impl<U: UnitManager> Agent<U> {
                 published_at: m.published_at.min(clock.saturating_add(CLOCK_SKEW)),
             },
         )?;
+        let denied = job.state.is_denied(&offer.sha256, m.serial);
+        let in_rollout = verify::in_rollout(m, &self.settings.device_id, self.settings.wariness);
+        self.observer.offered(
+            &app.name,
+            &Offered {
+                version: m.version.clone(),
+                notes: m.notes.clone(),
+                url: m.url.clone(),
+                takes: !denied && in_rollout,
+            },
+        );
         let manifest_sha = info.sha256().map(str::to_owned);
         if job.state.current.as_ref().map(|c| c.sha256.as_str()) == Some(offer.sha256.as_str()) {
             self.transition(job, Step::ManifestSeen(manifest_sha))?;
@@ -117,7 +128,7 @@ impl<U: UnitManager> Agent<U> {
             );
             return Ok(Flow::Done(Outcome::UpToDate));
         }
-        if job.state.is_denied(&offer.sha256, m.serial) {
+        if denied {
             let msg = format!(
                 "{} (serial {}) is on the deny list until a higher serial",
                 m.version, m.serial
@@ -126,7 +137,7 @@ impl<U: UnitManager> Agent<U> {
             self.transition(job, Step::ManifestSeen(manifest_sha))?;
             return Ok(Flow::Done(Outcome::Skipped(msg)));
         }
-        if !verify::in_rollout(m, &self.settings.device_id, self.settings.wariness) {
+        if !in_rollout {
             let msg = format!(
                 "{} is rolled out to {}%{}; this device's bucket is {}",
                 m.version,
