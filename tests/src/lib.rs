@@ -29,6 +29,7 @@ pub mod examples;
 pub mod fault_server;
 pub mod hidden_python;
 pub mod lock;
+pub mod mosquitto;
 pub mod netlink;
 pub mod nginx;
 pub mod programs;

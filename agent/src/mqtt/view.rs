@@ -60,8 +60,6 @@ impl AppView {
     }
 
     fn apply(&mut self, state: &AppState) {
-        self.installed = state.current.as_ref().map(|r| r.version.clone());
-        self.previous = state.previous.as_ref().map(|r| r.version.clone());
         self.phase = state.phase.name().to_owned();
         self.target = state.phase_target().map(|r| r.version.clone());
         self.waiting = match state.phase {
@@ -71,6 +69,15 @@ impl AppView {
         self.hold_reason = match &state.phase {
             Phase::Hold { reason } => Some(reason.clone()),
             _ => None,
+        };
+        let current = state.current.as_ref().map(|r| r.version.clone());
+        self.previous = state.previous.as_ref().map(|r| r.version.clone());
+        // Until an attempt ends, what is installed is what ran before it:
+        // the swap comes before the restart and probation that decide.
+        self.installed = if self.in_progress() && current.is_some() && current == self.target {
+            self.previous.clone()
+        } else {
+            current
         };
         if !self.in_progress() {
             self.progress = None;
