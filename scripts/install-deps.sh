@@ -17,7 +17,7 @@ for arch in arm64 armhf; do
   fi
 done
 
-packages=(minisign patchelf binutils debootstrap systemd dbus nginx mosquitto mosquitto-clients iproute2 strace openssl python3 python3-pip python3-venv
+packages=(minisign patchelf binutils debootstrap systemd dbus nginx mosquitto mosquitto-clients chromium g++ iproute2 strace openssl python3 python3-pip python3-venv
   rustc-web cargo-web libstd-rust-web-dev:arm64 libstd-rust-web-dev:armhf
   gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf qemu-user-static libc6:arm64 libc6:armhf)
 missing=()

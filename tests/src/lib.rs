@@ -28,6 +28,7 @@ pub mod board;
 pub mod examples;
 pub mod fault_server;
 pub mod hidden_python;
+pub mod home_assistant;
 pub mod lock;
 pub mod mosquitto;
 pub mod netlink;

@@ -27,6 +27,18 @@ pub fn free_port() -> Result<u16> {
 /// One `GET` of an `http://host:port/path` URL: the status code and the body.
 /// Any HTTP answer is `Ok`, whatever its status.
 pub fn get(url: &str) -> Result<(u16, String)> {
+    request("GET", url, &[], None)
+}
+
+/// One request of `method` to an `http://host:port/path` URL with extra
+/// `headers` and a `body` (sent with its `Content-Length`): the status code
+/// and the body. Any HTTP answer is `Ok`, whatever its status.
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Result<(u16, String)> {
     let (host, port, path) = split_url(url)?;
     let addr = (host, port)
         .to_socket_addrs()
@@ -41,8 +53,16 @@ pub fn get(url: &str) -> Result<(u16, String)> {
     stream
         .set_write_timeout(Some(REQUEST_TIMEOUT))
         .context("cannot set a write timeout")?;
-    let request =
-        format!("GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n");
+    let mut request =
+        format!("{method} {path} HTTP/1.0\r\nHost: {host}:{port}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    request.push_str(body.unwrap_or(""));
     stream
         .write_all(request.as_bytes())
         .with_context(|| format!("cannot send a request to `{url}`"))?;
