@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what ferry's demo and tests need on a fresh Debian 12 machine (as
-# root): Debian's minisign for signature interop, the Rust components for
+# root): Debian's minisign for signature interop, nginx and Mosquitto for the
+# boards' servers, Chromium and g++ for the Home Assistant test (its
+# screenshot, the C extensions it builds), the Rust components for
 # formatting and lints, and the cross toolchain for ARM boards (Debian's own
 # Rust with the arm64 and armhf standard libraries, their gcc, qemu-user and
 # their glibc, which emulated boards and the start-up check load).
