@@ -494,6 +494,9 @@ finally:
 PY
 }
 
+(($# >= 1)) || usage
+sub=$1
+shift
 case "$sub" in
   install) cmd_install "$@" ;;
   start) cmd_start "$@" ;;
