@@ -110,7 +110,7 @@ async fn in_process(op: &Operation, settings: Settings) -> Result<bool> {
                 .with_context(|| format!("`{}`", file.display()))?;
             let app = agent.settings.app(&c.metadata.name)?.clone();
             let store = crate::store::Store::open(&agent.settings.state_dir, &app.name)?;
-            let copy = store.partial_path("install");
+            let copy = store.incoming_path("install");
             copy_private(&mut src, &copy)?;
             drop(src);
             let intent = Intent::Install {

@@ -69,6 +69,14 @@ pub async fn wait_unconfigured(message: &str) -> Result<()> {
     Ok(())
 }
 
+/// Drops the operators' copies a stopped service left behind.
+fn clear_incoming(settings: &Settings) -> Result<()> {
+    for app in &settings.apps {
+        crate::store::Store::open(&settings.state_dir, &app.name)?.clear_incoming()?;
+    }
+    Ok(())
+}
+
 /// Every app's persisted state, for observers' first look.
 fn app_states(settings: &Settings) -> Result<Vec<(String, crate::state::AppState)>> {
     settings
@@ -96,6 +104,7 @@ struct Service {
 pub async fn run(settings: Settings, config: PathBuf) -> Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let _lock = crate::commands::lock_state_dir(&settings.state_dir)?;
+    clear_incoming(&settings)?;
     let mut agent = crate::commands::local_agent(settings).await?;
     let (tx, mut requests) = mpsc::channel(16);
     let mut observers: Vec<Arc<dyn Observer>> = Vec::new();
@@ -159,7 +168,7 @@ impl Service {
         intent: Intent,
         term: &mut tokio::signal::unix::Signal,
     ) -> Option<Result<Outcome>> {
-        let operator = intent.is_operator_install().is_some();
+        let operator = intent.asked_now().is_some();
         let settings = self.agent.settings.app(app).ok()?.clone();
         let result = tokio::select! {
             r = self.agent.drive(&settings, intent) => r,

@@ -5,6 +5,7 @@
 //! <state>/<app>/current  -> versions/…               swapped by rename(2)
 //! <state>/<app>/previous -> versions/…
 //! <state>/<app>/downloads/<sha256>.partial           resumable downloads
+//! <state>/<app>/incoming/<name>                      operators' files, waiting their turn
 //! <state>/<app>/state.json                           the state machine
 //! <state>/<app>/.lock                                one agent at a time
 //! ```
@@ -32,7 +33,12 @@ impl Store {
     /// The store of `app` under `state_dir`, created if missing.
     pub fn open(state_dir: &Path, app: &str) -> Result<Self> {
         let root = state_dir.join(app);
-        for d in [root.clone(), root.join("versions"), root.join("downloads")] {
+        for d in [
+            root.clone(),
+            root.join("versions"),
+            root.join("downloads"),
+            root.join("incoming"),
+        ] {
             fs::create_dir_all(&d).with_context(|| format!("cannot create `{}`", d.display()))?;
         }
         Ok(Self {
@@ -49,6 +55,22 @@ impl Store {
     /// `state.json`.
     pub fn state_path(&self) -> PathBuf {
         self.root.join("state.json")
+    }
+
+    /// Where the agent keeps its private copy of an operator's file named
+    /// `name` until its pass (which removes it) comes: apart from the
+    /// downloads, which the pass before it may prune.
+    pub fn incoming_path(&self, name: &str) -> PathBuf {
+        self.root.join("incoming").join(name)
+    }
+
+    /// Removes the operators' copies a stopped agent left behind (none is
+    /// waiting for a pass when the service starts).
+    pub fn clear_incoming(&self) -> Result<()> {
+        for e in fs::read_dir(self.root.join("incoming"))? {
+            let _ = fs::remove_file(e?.path());
+        }
+        Ok(())
     }
 
     /// Where a download of `sha256` accumulates.

@@ -175,7 +175,7 @@ fn private_copy(
     let store = crate::store::Store::open(&settings.state_dir, &app.name)?;
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let copy = store.partial_path(&format!("install-{}-{n}", std::process::id()));
+    let copy = store.incoming_path(&format!("install-{}-{n}", std::process::id()));
     crate::commands::copy_private(&mut src, &copy)?;
     Ok((app.name.clone(), copy))
 }
