@@ -375,6 +375,20 @@ impl Settings {
             .mqtt
             .map(|m| crate::mqtt::MqttSettings::from_raw(m, &device_id))
             .transpose()?;
+        if mqtt.is_some() {
+            // Topics and Home Assistant's ids hold app names reduced to
+            // `[a-z0-9_-]`: two apps must not reduce to one.
+            let mut seen = std::collections::HashMap::new();
+            for app in &apps {
+                let id = crate::mqtt::settings::topic_id(&app.name);
+                if let Some(other) = seen.insert(id.clone(), app.name.clone()) {
+                    bail!(
+                        "apps `{other}` and `{}` share the MQTT id `{id}`\nhint: rename one of them",
+                        app.name
+                    );
+                }
+            }
+        }
         Ok(Self {
             repository: raw.repository.trim_end_matches('/').to_owned(),
             root,

@@ -195,6 +195,47 @@ impl Board {
         self.sandbox.exec(&argv)
     }
 
+    /// The board's local time (its clock and time zone): minutes since
+    /// midnight, and seconds into the minute.
+    pub fn local_clock(&self) -> Result<(u32, u32)> {
+        let out = self.sandbox.exec(&["date", "+%H %M %S"])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let t: Vec<u32> = text
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<std::result::Result<_, _>>()
+            .with_context(|| format!("`date` on the board printed `{text}`"))?;
+        match t[..] {
+            [h, m, s] => Ok((h * 60 + m, s)),
+            _ => bail!("`date` on the board printed `{text}`"),
+        }
+    }
+
+    /// Appends `lines` to the agent's config (so to the last `[[app]]`)
+    /// and restarts the service onto it.
+    pub fn reconfigure(&self, lines: &str) -> Result<()> {
+        let path = self.etc.join("agent.toml");
+        let mut toml = std::fs::read_to_string(&path)?;
+        toml.push_str(lines);
+        toml.push('\n');
+        std::fs::write(&path, toml)?;
+        let out = self.sandbox.systemctl(&["restart", "ferryd.service"])?;
+        if !out.status.success() {
+            bail!(
+                "restarting ferryd failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// An install window of one minute, three hours away on the board's
+    /// clock: closed for as long as any test runs.
+    pub fn closed_window(&self) -> Result<String> {
+        let (minute, _) = self.local_clock()?;
+        Ok(format!("{}-{}", hh_mm(minute + 180), hh_mm(minute + 181)))
+    }
+
     /// Asserts that `unit` is active and systemd never restarted it.
     pub fn assert_active_without_restarts(&self, unit: &str) {
         for (property, expected) in [("ActiveState", "active"), ("NRestarts", "0")] {
@@ -286,4 +327,10 @@ pub fn is_complete_binary(path: &Path) -> bool {
         .ok()
         .and_then(|mut f| ferry_format::Container::read_from(&mut f).ok())
         .is_some()
+}
+
+/// `HH:MM` of a minute of the day (wrapping past midnight).
+pub fn hh_mm(minute: u32) -> String {
+    let m = minute % (24 * 60);
+    format!("{:02}:{:02}", m / 60, m % 60)
 }

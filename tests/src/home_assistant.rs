@@ -85,10 +85,14 @@ impl HomeAssistant {
         Ok(ha)
     }
 
+    /// Home Assistant's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.config.path().join("home-assistant.log")).unwrap_or_default()
+    }
+
     /// The end of Home Assistant's log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.config.path().join("home-assistant.log"))
-            .unwrap_or_default();
+        let log = self.log();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }

@@ -177,6 +177,34 @@ impl Mosquitto {
         Ok(Subscriber { child, messages })
     }
 
+    /// Waits until the broker holds a retained message on `topic` that
+    /// satisfies `pred`, as a newcomer would receive it (each look is a
+    /// fresh subscription: a live copy does not count).
+    pub fn wait_retained(
+        &self,
+        topic: &str,
+        timeout: Duration,
+        pred: impl Fn(&Message) -> bool,
+    ) -> Result<Message> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let look = self.subscribe(&[topic])?;
+            let until = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < until {
+                if let Some(m) = look.on(topic).into_iter().find(|m| m.retained && pred(m)) {
+                    return Ok(m);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no retained message on `{topic}` as expected within {timeout:?}; the broker holds: {:#?}",
+                    look.on(topic)
+                );
+            }
+        }
+    }
+
     fn login(&self) -> Vec<String> {
         vec![
             "-h".into(),

@@ -9,7 +9,6 @@ mod common;
 use std::time::Duration;
 
 use common::repo::{board_with, current_version, install_v1, variant, version_served, Repo, WAIT};
-use common::text;
 use ferry_tests::home_assistant::HomeAssistant;
 use ferry_tests::mosquitto::{Mosquitto, PASSWORD, USER};
 use serde_json::{json, Value};
@@ -21,24 +20,6 @@ fn is_simple_api(e: &Value) -> bool {
         .as_str()
         .is_some_and(|i| i.starts_with("update."))
         && e["attributes"]["title"] == "simple_api"
-}
-
-/// A one-minute install window three hours away on the board's clock.
-fn closed_window(board: &ferry_tests::board::Board) -> String {
-    let out = board.sandbox.exec(&["date", "+%H %M"]).unwrap();
-    let t: Vec<u32> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(|n| n.parse().unwrap())
-        .collect();
-    let start = (t[0] * 60 + t[1] + 180) % (24 * 60);
-    let end = (start + 1) % (24 * 60);
-    format!(
-        "{:02}:{:02}-{:02}:{:02}",
-        start / 60,
-        start % 60,
-        end / 60,
-        end % 60
-    )
 }
 
 #[test]
@@ -55,14 +36,10 @@ fn home_assistant_shows_the_app_and_its_install_updates_the_board() {
 
     // Releases wait for a window that is closed now: only Home Assistant's
     // Install will take the next one.
-    let mut toml = std::fs::read_to_string(board.etc.join("agent.toml")).unwrap();
-    toml.push_str(&format!("install-window = \"{}\"\n", closed_window(&board)));
-    std::fs::write(board.etc.join("agent.toml"), toml).unwrap();
-    let out = board
-        .sandbox
-        .systemctl(&["restart", "ferryd.service"])
+    let window = board.closed_window().unwrap();
+    board
+        .reconfigure(&format!("install-window = \"{window}\""))
         .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
     repo.publish(
         &variant("2.0.0", None),
         &["--notes", "Answers faster and logs less."],
@@ -115,4 +92,7 @@ fn home_assistant_shows_the_app_and_its_install_updates_the_board() {
         .unwrap();
     assert_eq!(entity["state"], "off", "{entity:#}");
     assert_eq!(entity["attributes"]["in_progress"], false, "{entity:#}");
+    // Home Assistant took every state ferryd sent.
+    let log = ha.log();
+    assert!(!log.contains("Schema violation"), "{log}");
 }

@@ -35,24 +35,6 @@ fn update_is(m: &Message, installed: &str, latest: &str, in_progress: bool) -> b
         && v["in_progress"] == in_progress
 }
 
-/// A one-minute install window three hours away on the board's clock.
-fn closed_window(board: &ferry_tests::board::Board) -> String {
-    let out = board.sandbox.exec(&["date", "+%H %M"]).unwrap();
-    let t: Vec<u32> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(|n| n.parse().unwrap())
-        .collect();
-    let start = (t[0] * 60 + t[1] + 180) % (24 * 60);
-    let end = (start + 1) % (24 * 60);
-    format!(
-        "{:02}:{:02}-{:02}:{:02}",
-        start / 60,
-        start % 60,
-        end / 60,
-        end % 60
-    )
-}
-
 #[test]
 fn home_assistant_sees_installs_and_rolls_back_through_mqtt() {
     let mut broker = Mosquitto::start().unwrap();
@@ -67,9 +49,8 @@ fn home_assistant_sees_installs_and_rolls_back_through_mqtt() {
     install_v1(&repo, &board, port);
 
     // A newcomer (as Home Assistant after a restart) gets everything retained.
-    let late = everything(&broker);
-    let config = late
-        .wait_for(DISCOVERY, MESSAGE_WAIT, |m| m.retained)
+    let config = broker
+        .wait_retained(DISCOVERY, MESSAGE_WAIT, |_| true)
         .unwrap()
         .json();
     assert_eq!(
@@ -84,22 +65,21 @@ fn home_assistant_sees_installs_and_rolls_back_through_mqtt() {
     assert_eq!(config["device"]["name"], "Test board");
     for sensor in ["simple_api_phase", "simple_api_last_result"] {
         let topic = format!("homeassistant/sensor/ferry_board-7/{sensor}/config");
-        let c = late
-            .wait_for(&topic, MESSAGE_WAIT, |m| m.retained)
+        let c = broker
+            .wait_retained(&topic, MESSAGE_WAIT, |_| true)
             .unwrap()
             .json();
         assert_eq!(c["state_topic"], STATE, "{c:#}");
         assert_eq!(c["device"]["identifiers"][0], "ferry_board-7");
     }
-    late.wait_for(UPDATE, MESSAGE_WAIT, |m| {
-        m.retained && update_is(m, "1.0.0", "1.0.0", false)
-    })
-    .unwrap();
-    late.wait_for(AVAILABILITY, MESSAGE_WAIT, |m| {
-        m.retained && m.payload == "online"
-    })
-    .unwrap();
-    drop(late);
+    broker
+        .wait_retained(UPDATE, MESSAGE_WAIT, |m| {
+            update_is(m, "1.0.0", "1.0.0", false)
+        })
+        .unwrap();
+    broker
+        .wait_retained(AVAILABILITY, MESSAGE_WAIT, |m| m.payload == "online")
+        .unwrap();
 
     // An update: offered, in progress with a percentage, installed.
     let live = everything(&broker);
@@ -173,14 +153,10 @@ fn home_assistant_sees_installs_and_rolls_back_through_mqtt() {
         .unwrap();
 
     // A window that is closed now holds releases back from polls…
-    let mut toml = std::fs::read_to_string(board.etc.join("agent.toml")).unwrap();
-    toml.push_str(&format!("install-window = \"{}\"\n", closed_window(&board)));
-    std::fs::write(board.etc.join("agent.toml"), toml).unwrap();
-    let out = board
-        .sandbox
-        .systemctl(&["restart", "ferryd.service"])
+    let window = board.closed_window().unwrap();
+    board
+        .reconfigure(&format!("install-window = \"{window}\""))
         .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
     back.wait_for(AVAILABILITY, MESSAGE_WAIT, |m| m.payload == "offline")
         .unwrap();
     repo.publish(&variant("3.0.0", None), &[]);
@@ -193,6 +169,20 @@ fn home_assistant_sees_installs_and_rolls_back_through_mqtt() {
     })
     .unwrap();
     assert_eq!(version_served(port).as_deref(), Some("2.1.0"));
+    // A restarted ferryd still offers the release that waits.
+    let out = board
+        .sandbox
+        .systemctl(&["restart", "ferryd.service"])
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    broker
+        .wait_retained(AVAILABILITY, MESSAGE_WAIT, |m| m.payload == "online")
+        .unwrap();
+    broker
+        .wait_retained(UPDATE, MESSAGE_WAIT, |m| {
+            update_is(m, "2.1.0", "3.0.0", false)
+        })
+        .unwrap();
 
     // …and Home Assistant's Install button installs it.
     broker.publish(INSTALL, "install").unwrap();
@@ -211,24 +201,35 @@ fn home_assistant_sees_installs_and_rolls_back_through_mqtt() {
     repo.publish(&variant("4.0.0", Some(EXITS_AT_START)), &[]);
     back.wait_for(UPDATE, WAIT, |m| update_is(m, "3.0.0", "4.0.0", false))
         .unwrap();
+    let pressed = back.messages().len();
     broker.publish(INSTALL, "install").unwrap();
     back.wait_for(STATE, WAIT, |m| {
         let v = m.json();
         v["last_result"] == "rolled_back" && v["installed_version"] == "3.0.0"
     })
     .unwrap();
-    let after = back
-        .wait_for(UPDATE, MESSAGE_WAIT, |m| {
+    broker
+        .wait_retained(UPDATE, MESSAGE_WAIT, |m| {
             update_is(m, "3.0.0", "3.0.0", false)
         })
         .unwrap();
+    let since: Vec<serde_json::Value> = back.messages()[pressed..]
+        .iter()
+        .filter(|m| m.topic == UPDATE)
+        .map(|m| m.json())
+        .collect();
     assert!(
-        back.on(UPDATE)
-            .iter()
-            .any(|m| m.json()["installed_version"] == "3.0.0" && m.json()["in_progress"] == true),
-        "the rollback's attempt never showed in progress"
+        since.iter().any(|v| v["installed_version"] == "3.0.0"
+            && v["latest_version"] == "4.0.0"
+            && v["in_progress"] == true),
+        "the attempt never showed in progress from 3.0.0 to 4.0.0: {since:#?}"
     );
-    assert_eq!(after.json()["installed_version"], "3.0.0");
+    let last = since.last().unwrap();
+    assert_eq!(
+        last["latest_version"], "3.0.0",
+        "4.0.0 still offered: {since:#?}"
+    );
+    assert_eq!(last["release_summary"], "", "{since:#?}");
     assert_eq!(version_served(port).as_deref(), Some("3.0.0"));
 
     // ferryd stops: its last will marks the board offline, retained.
@@ -238,9 +239,7 @@ fn home_assistant_sees_installs_and_rolls_back_through_mqtt() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     drop(back);
-    let last = everything(&broker);
-    last.wait_for(AVAILABILITY, MESSAGE_WAIT, |m| {
-        m.retained && m.payload == "offline"
-    })
-    .unwrap();
+    broker
+        .wait_retained(AVAILABILITY, MESSAGE_WAIT, |m| m.payload == "offline")
+        .unwrap();
 }

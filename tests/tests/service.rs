@@ -9,41 +9,10 @@ use std::time::{Duration, Instant};
 
 use common::repo::{board, current_version, install_v1, variant, version_served, Repo, WAIT};
 use common::text;
-use ferry_tests::board::Board;
-
-/// The board's local time as minutes and seconds since midnight.
-fn board_clock(board: &Board) -> (u32, u32) {
-    let out = board.sandbox.exec(&["date", "+%H %M %S"]).unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let t: Vec<u32> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(|n| n.parse().unwrap())
-        .collect();
-    (t[0] * 60 + t[1], t[2])
-}
-
-fn hh_mm(minute: u32) -> String {
-    let m = minute % (24 * 60);
-    format!("{:02}:{:02}", m / 60, m % 60)
-}
+use ferry_tests::board::hh_mm;
 
 fn waiting(s: &serde_json::Value) -> String {
     s["waiting"].as_str().unwrap_or("").to_owned()
-}
-
-/// Replaces the agent's config with `extra` appended to the app's section,
-/// and restarts the service onto it.
-fn reconfigure_app(board: &Board, extra: &str) {
-    let path = board.etc.join("agent.toml");
-    let mut toml = std::fs::read_to_string(&path).unwrap();
-    toml.push_str(extra);
-    toml.push('\n');
-    std::fs::write(&path, toml).unwrap();
-    let out = board
-        .sandbox
-        .systemctl(&["restart", "ferryd.service"])
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]
@@ -52,12 +21,14 @@ fn a_release_waits_for_the_install_window_then_for_the_apps_inhibitor() {
     let (board, port) = board(&repo, "window", "");
     install_v1(&repo, &board, port);
 
-    // A window opening at the next minute boundary at least 30 s away on
-    // the board's clock, so the release is verified well before it opens.
-    let (minute, second) = board_clock(&board);
-    let opens = if second < 30 { minute + 1 } else { minute + 2 };
+    // A window opening at a minute boundary 90 to 150 s away on the
+    // board's clock, so the release is verified well before it opens.
+    let (minute, second) = board.local_clock().unwrap();
+    let opens = if second < 30 { minute + 2 } else { minute + 3 };
     let window = format!("{}-{}", hh_mm(opens), hh_mm(opens + 30));
-    reconfigure_app(&board, &format!("install-window = \"{window}\""));
+    board
+        .reconfigure(&format!("install-window = \"{window}\""))
+        .unwrap();
 
     repo.publish(&variant("2.0.0", None), &[]);
     let s = board
@@ -88,12 +59,12 @@ fn a_release_waits_for_the_install_window_then_for_the_apps_inhibitor() {
 
     // The window opens: the release now waits for the inhibitor only.
     let s = board
-        .wait_for("the window to open", Duration::from_secs(150), |s| {
+        .wait_for("the window to open", Duration::from_secs(240), |s| {
             waiting(s).contains("the app holds an inhibitor")
         })
         .unwrap();
     assert_eq!(s["phase"], "verified", "{s:#}");
-    let (now, _) = board_clock(&board);
+    let (now, _) = board.local_clock().unwrap();
     assert!(
         (opens..opens + 30).contains(&now) || (opens..opens + 30).contains(&(now + 24 * 60)),
         "the release left the window's wait at {} for a window {window}",

@@ -114,7 +114,7 @@ impl<U: UnitManager> Agent<U> {
     /// channel again (a cut download resumes where it stopped).
     fn abandon_and_poll(&self, job: &mut Job<'_>) -> Result<(), StepError> {
         self.transition(job, Step::Abandon)?;
-        if matches!(job.intent, Intent::Poll | Intent::Update) {
+        if matches!(job.intent, Intent::Poll | Intent::InstallNow) {
             job.acted = false;
         }
         Ok(())

@@ -92,7 +92,7 @@ impl<U: UnitManager> Agent<U> {
     /// The window comes first: outside it, a released inhibitor changes
     /// nothing, so it is the reason worth telling.
     pub(super) fn gate_verdict(&self, app: &AppSettings, intent: &Intent) -> Option<String> {
-        let operator = intent.is_operator_install();
+        let operator = intent.asked_now();
         if operator.is_none() {
             if let Some(window) = app.install_window.or(self.settings.install_window) {
                 let now = local_minute_of_day();

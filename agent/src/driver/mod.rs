@@ -103,7 +103,7 @@ pub enum Intent {
     /// Look at the channel and install what it offers now, as a person
     /// asked (Home Assistant's Install button): a poll whose release skips
     /// the install window but not the inhibitors.
-    Update,
+    InstallNow,
     /// Install the agent's private copy of an operator's file.
     Install {
         /// The copy (root-owned, 0600), removed when the pass ends.
@@ -122,12 +122,13 @@ pub enum Intent {
 }
 
 impl Intent {
-    /// Whether an operator asked for this install now: the install window
-    /// does not apply, inhibitors still do unless forced.
-    pub fn is_operator_install(&self) -> Option<bool> {
+    /// Whether a person asked for this install now (an operator's command,
+    /// Home Assistant's button), and if so whether it is forced: the install
+    /// window does not apply, inhibitors still do unless forced.
+    pub fn asked_now(&self) -> Option<bool> {
         match self {
             Intent::Install { force, .. } => Some(*force),
-            Intent::Continue { operator: true } | Intent::Update => Some(false),
+            Intent::Continue { operator: true } | Intent::InstallNow => Some(false),
             Intent::Poll | Intent::Rollback | Intent::Continue { operator: false } => None,
         }
     }
@@ -172,6 +173,10 @@ pub struct Offered {
     pub notes: Option<String>,
     /// Where people read more about it.
     pub url: Option<String>,
+    /// Its artifact's SHA-256 and its serial (what the deny list knows it by).
+    pub sha256: String,
+    /// See [`Offered::sha256`].
+    pub serial: u64,
     /// Whether this device takes it (not denied, inside the rollout).
     pub takes: bool,
 }
@@ -290,7 +295,7 @@ impl<U: UnitManager> Agent<U> {
     pub async fn drive(&self, app: &AppSettings, intent: Intent) -> Result<Outcome> {
         let copy = match &intent {
             Intent::Install { copy, .. } => Some(copy.clone()),
-            Intent::Poll | Intent::Update | Intent::Rollback | Intent::Continue { .. } => None,
+            Intent::Poll | Intent::InstallNow | Intent::Rollback | Intent::Continue { .. } => None,
         };
         let result = self.drive_inner(app, intent).await;
         if let Some(copy) = copy {
@@ -324,7 +329,7 @@ impl<U: UnitManager> Agent<U> {
         // never a poll.
         job.acted = match job.intent {
             Intent::Continue { .. } => true,
-            Intent::Poll | Intent::Update => {
+            Intent::Poll | Intent::InstallNow => {
                 !matches!(job.state.phase, Phase::Idle | Phase::Hold { .. })
             }
             Intent::Install { .. } | Intent::Rollback => false,
@@ -527,7 +532,7 @@ impl<U: UnitManager> Agent<U> {
             return Ok(Flow::Done(job.ended.take().unwrap_or(Outcome::UpToDate)));
         }
         match job.intent.clone() {
-            Intent::Poll | Intent::Update => self.poll(job).await,
+            Intent::Poll | Intent::InstallNow => self.poll(job).await,
             Intent::Continue { .. } => Ok(Flow::Done(Outcome::UpToDate)),
             Intent::Install { copy, force } => self.take_file(job, &copy, force).await,
             Intent::Rollback => {
@@ -552,7 +557,7 @@ impl<U: UnitManager> Agent<U> {
             Intent::Install { .. }
             | Intent::Rollback
             | Intent::Poll
-            | Intent::Update
+            | Intent::InstallNow
             | Intent::Continue { .. } => Ok(Flow::Done(Outcome::Hold(reason))),
         }
     }

@@ -113,6 +113,8 @@ impl<U: UnitManager> Agent<U> {
                 version: m.version.clone(),
                 notes: m.notes.clone(),
                 url: m.url.clone(),
+                sha256: offer.sha256.clone(),
+                serial: m.serial,
                 takes: !denied && in_rollout,
             },
         );

@@ -16,6 +16,19 @@ pub const ONLINE: &str = "online";
 pub const OFFLINE: &str = "offline";
 /// Home Assistant's release summary is cut at this many characters.
 const SUMMARY_LIMIT: usize = 255;
+/// Free text in ferry's own state (an inhibitor's reason, an error) is cut
+/// at this many characters, so a state always fits a broker's packet limit.
+const TEXT_LIMIT: usize = 1000;
+
+/// `text` cut to `limit` characters, the cut marked with `…`.
+fn cut(text: &str, limit: usize) -> String {
+    if text.chars().count() > limit {
+        let kept: String = text.chars().take(limit - 1).collect();
+        format!("{kept}…")
+    } else {
+        text.to_owned()
+    }
+}
 
 /// The topics of one board.
 #[derive(Debug, Clone)]
@@ -160,27 +173,30 @@ pub fn discovery(settings: &MqttSettings, topics: &Topics, app: &str) -> Vec<(St
     ]
 }
 
-/// The update entity's state: the keys Home Assistant's MQTT `update`
-/// platform reads from its state topic.
+/// The update entity's state. Home Assistant's MQTT `update` platform
+/// drops a whole message with a key it does not know, or a `null` where it
+/// wants text, so only its keys are sent and text keys are left out, never
+/// null. The whole state goes every time, retained: a partial one would
+/// replace it.
 pub fn update_state(settings: &MqttSettings, view: &AppView) -> Value {
     let in_progress = view.in_progress();
     let offered = view.offered.as_ref().filter(|o| o.takes);
-    let summary = offered.and_then(|o| o.notes.as_deref()).map(|n| {
-        if n.chars().count() > SUMMARY_LIMIT {
-            let cut: String = n.chars().take(SUMMARY_LIMIT - 1).collect();
-            format!("{cut}…")
-        } else {
-            n.to_owned()
-        }
-    });
     let mut v = json!({
-        "installed_version": view.installed,
-        "latest_version": view.latest(),
         "title": view.app,
-        "release_summary": summary,
+        // Empty, not absent, so the notes of a release no longer offered go.
+        "release_summary": offered
+            .and_then(|o| o.notes.as_deref())
+            .map(|n| cut(n, SUMMARY_LIMIT))
+            .unwrap_or_default(),
         "in_progress": in_progress,
         "update_percentage": if in_progress { view.progress.map(Value::from) } else { None },
     });
+    if let Some(installed) = &view.installed {
+        v["installed_version"] = json!(installed);
+    }
+    if let Some(latest) = view.latest() {
+        v["latest_version"] = json!(latest);
+    }
     if let Some(url) = offered.and_then(|o| o.url.as_deref()) {
         v["release_url"] = json!(url);
     }
@@ -199,10 +215,10 @@ pub fn app_state(view: &AppView) -> Value {
         "previous_version": view.previous,
         "target_version": view.target,
         "progress": view.progress,
-        "waiting": view.waiting,
-        "hold_reason": view.hold_reason,
+        "waiting": view.waiting.as_deref().map(|t| cut(t, TEXT_LIMIT)),
+        "hold_reason": view.hold_reason.as_deref().map(|t| cut(t, TEXT_LIMIT)),
         "last_result": view.last_result.as_ref().map(|r| &r.0),
-        "last_message": view.last_result.as_ref().map(|r| &r.1),
+        "last_message": view.last_result.as_ref().map(|r| cut(&r.1, TEXT_LIMIT)),
     })
 }
 
@@ -227,6 +243,8 @@ mod tests {
                 version: "2.0.0".into(),
                 notes: Some("Faster start.".into()),
                 url: None,
+                sha256: "ab".repeat(32),
+                serial: 2,
                 takes: true,
             }),
             ..AppView::default()
@@ -293,7 +311,64 @@ mod tests {
         v.offered.as_mut().unwrap().takes = false;
         let state = update_state(&s, &v);
         assert_eq!(state["latest_version"], "1.0.0");
-        assert!(state["release_summary"].is_null());
+        assert_eq!(state["release_summary"], "");
+    }
+
+    /// The keys Home Assistant 2025.4's MQTT `update` platform reads
+    /// (`homeassistant/components/mqtt/update.py`).
+    const UPDATE_STATE_KEYS: [&str; 8] = [
+        "installed_version",
+        "latest_version",
+        "title",
+        "release_summary",
+        "release_url",
+        "entity_picture",
+        "in_progress",
+        "update_percentage",
+    ];
+
+    /// What Home Assistant accepts: its keys only, and text never null.
+    fn assert_home_assistant_takes(state: &Value) {
+        let object = state.as_object().expect("an object");
+        for (key, value) in object {
+            assert!(
+                UPDATE_STATE_KEYS.contains(&key.as_str()),
+                "unknown key {key}"
+            );
+            if key != "update_percentage" {
+                assert!(!value.is_null(), "{key} is null in {state}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_state_is_one_home_assistant_takes() {
+        let s = settings();
+        let fresh = AppView {
+            app: "simple_api".into(),
+            phase: "idle".into(),
+            ..AppView::default()
+        };
+        let mut no_notes = view("downloading");
+        no_notes.offered.as_mut().unwrap().notes = None;
+        let mut with_url = view("probation");
+        with_url.offered.as_mut().unwrap().url = Some("https://example.com/r".into());
+        with_url.progress = Some(95);
+        for v in [fresh, no_notes, with_url, view("idle"), view("hold")] {
+            assert_home_assistant_takes(&update_state(&s, &v));
+        }
+    }
+
+    #[test]
+    fn a_restarted_agent_offers_the_release_under_way_or_waiting() {
+        let mut v = view("verified");
+        v.offered = None;
+        v.target = Some("2.0.0".into());
+        v.waiting = Some("outside the install window".into());
+        assert_eq!(v.latest(), Some("2.0.0"));
+        v.target = None;
+        v.phase = "idle".into();
+        assert_eq!(v.latest(), Some("1.0.0"));
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The connection to the broker: one task that owns the MQTT client, sends
 //! the views as they change, and turns Home Assistant's Install button into
-//! a pass of the service's driver. It reconnects with back-off; while the
-//! broker is away the views only pile up as "changed", and everything is
-//! sent again once it is back (or Home Assistant announces a restart).
+//! a pass of the service's driver. A second task polls the client's event
+//! loop, which connects and reconnects with back-off; while the broker is
+//! away the views only pile up as "changed", and everything is sent again
+//! once it is back (or Home Assistant announces a restart).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
@@ -13,16 +14,42 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use super::entity::{self, Topics, OFFLINE, ONLINE, PAYLOAD_INSTALL};
-use super::settings::{MqttSettings, Transport};
+use super::settings::{read_password, topic_id, MqttSettings, Transport};
 use super::view::Views;
 use crate::api::Request;
 use crate::driver::Intent;
 
 /// Longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// Requests queued in the client while it is busy; beyond this a change
-/// waits for the next round (every view is sent again on reconnect).
+/// Requests queued in the client while it is busy.
 const CLIENT_QUEUE: usize = 256;
+/// After a publish or subscribe found the queue full, everything is sent
+/// again this much later.
+const RETRY: Duration = Duration::from_secs(2);
+/// A connection that lasted this long resets the back-off; one dropped
+/// sooner (a broker that kicks the client) keeps backing off.
+const STABLE: Duration = Duration::from_secs(60);
+/// Largest packet sent or taken (a state is a few hundred bytes).
+const MAX_PACKET: usize = 256 * 1024;
+
+/// What the pump passes to the link.
+enum LinkEvent {
+    /// An event of the connection the link acts on.
+    Packet(Event),
+    /// The connection is gone (the pump reconnects after a back-off).
+    Lost,
+}
+
+/// What the link does after an event.
+enum Then {
+    /// Nothing more.
+    Nothing,
+    /// Send subscriptions, discovery and every view (connected, or Home
+    /// Assistant restarted).
+    Announce,
+    /// The connection is gone.
+    Disconnected,
+}
 
 /// The link's working set.
 pub struct Link {
@@ -51,23 +78,26 @@ impl Link {
         }
     }
 
+    /// Client options: the last will, the login, TLS.
     fn options(&self) -> Result<MqttOptions> {
         let s = &self.settings;
         let mut o = MqttOptions::new(&s.client_id, &s.host, s.port);
         o.set_keep_alive(Duration::from_secs(30));
         o.set_clean_session(true);
+        o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
         o.set_last_will(LastWill::new(
             self.topics.availability(),
             OFFLINE,
             QoS::AtLeastOnce,
             true,
         ));
-        if let Some((user, password)) = &s.credentials {
-            o.set_credentials(user, password);
+        if let Some((user, file)) = &s.credentials {
+            let password = file.as_deref().map(read_password).transpose()?;
+            o.set_credentials(user, password.unwrap_or_default());
         }
-        if let Transport::Tls { ca_file } = &s.transport {
+        if let Transport::Tls { ca } = &s.transport {
             o.set_transport(rumqttc::Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(Arc::new(tls_config(ca_file.as_deref())?)),
+                rumqttc::TlsConfiguration::Rustls(Arc::new(tls_config(ca.as_deref())?)),
             ));
         }
         Ok(o)
@@ -88,47 +118,72 @@ impl Link {
         let broker = format!("{}:{}", self.settings.host, self.settings.port);
         tokio::spawn(pump(events, tx, broker));
         let mut connected = false;
+        let mut retry_at: Option<tokio::time::Instant> = None;
         loop {
-            tokio::select! {
+            let retry = async move {
+                match retry_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            // `Some(true)`: all queued; `Some(false)`: a retry is due.
+            let queued = tokio::select! {
                 event = rx.recv() => match event {
-                    Some(Some(event)) => {
-                        if let Some(now) = self.handle(&client, event) {
-                            connected = now;
+                    Some(LinkEvent::Packet(event)) => match self.handle(event) {
+                        Then::Nothing => None,
+                        Then::Announce => {
+                            connected = true;
+                            Some(self.announce(&client))
                         }
+                        Then::Disconnected => {
+                            connected = false;
+                            None
+                        }
+                    },
+                    Some(LinkEvent::Lost) => {
+                        connected = false;
+                        None
                     }
-                    Some(None) => connected = false,
                     None => return,
                 },
-                _ = self.views.changed(), if connected => self.send_changes(&client),
-            }
+                _ = self.views.changed(), if connected => Some(self.send_changes(&client)),
+                _ = retry, if connected => Some(self.announce(&client)),
+            };
+            retry_at = match queued {
+                Some(true) => None,
+                Some(false) => retry_at.or(Some(tokio::time::Instant::now() + RETRY)),
+                None => retry_at,
+            };
         }
     }
 
-    /// Acts on one event; `Some(connected)` when the connection changed.
-    fn handle(&self, client: &AsyncClient, event: Event) -> Option<bool> {
+    /// Acts on one event.
+    fn handle(&self, event: Event) -> Then {
         match event {
-            Event::Incoming(Packet::ConnAck(_)) => {
-                let subscriptions = [
-                    self.topics.install_filter(),
-                    self.topics.home_assistant_status(),
-                ];
-                for topic in subscriptions {
-                    if let Err(e) = client.try_subscribe(topic, QoS::AtLeastOnce) {
-                        log::warn!("MQTT: cannot subscribe: {e}");
-                    }
+            Event::Incoming(Packet::ConnAck(_)) => Then::Announce,
+            Event::Incoming(Packet::SubAck(ack)) => {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                {
+                    log::error!("MQTT: the broker refused a subscription (its ACL?): Home Assistant's Install will not reach this board");
                 }
-                self.announce(client);
-                Some(true)
+                Then::Nothing
             }
             Event::Incoming(Packet::Publish(p)) => {
                 let payload = String::from_utf8_lossy(&p.payload);
                 if p.topic == self.topics.home_assistant_status() {
                     if payload == ONLINE {
-                        self.announce(client);
+                        return Then::Announce;
                     }
                 } else if let Some(app) = self.topics.app_of_install(&p.topic) {
-                    if payload == PAYLOAD_INSTALL {
-                        self.install(app);
+                    if p.retain {
+                        // A retained command would install again at every
+                        // connection: only a press, as it happens, counts.
+                        log::warn!("MQTT: `{}` holds a retained message; ignored (clear it with an empty retained publish)", p.topic);
+                    } else if payload == PAYLOAD_INSTALL {
+                        self.queue_install(app);
                     } else {
                         log::warn!(
                             "MQTT: `{}` got `{payload}`, not `{PAYLOAD_INSTALL}`; ignored",
@@ -136,42 +191,48 @@ impl Link {
                         );
                     }
                 }
-                None
+                Then::Nothing
             }
-            Event::Incoming(Packet::Disconnect) => Some(false),
-            _ => None,
+            Event::Incoming(Packet::Disconnect) => Then::Disconnected,
+            _ => Then::Nothing,
         }
     }
 
-    /// Availability, every discovery config, every view.
-    fn announce(&self, client: &AsyncClient) {
-        publish(client, &self.topics.availability(), ONLINE.into(), true);
+    /// Subscriptions, availability, every discovery config, every view:
+    /// what a broker needs after a (re)connection, and Home Assistant after
+    /// its restart. `false` when the client's queue was full.
+    fn announce(&self, client: &AsyncClient) -> bool {
+        let mut ok = true;
+        for topic in [
+            self.topics.install_filter(),
+            self.topics.home_assistant_status(),
+        ] {
+            ok &= client.try_subscribe(topic, QoS::AtLeastOnce).is_ok();
+        }
+        ok &= publish(client, &self.topics.availability(), ONLINE.into(), true);
         for app in &self.apps {
             for (topic, config) in entity::discovery(&self.settings, &self.topics, app) {
-                publish(client, &topic, config.to_string(), true);
+                ok &= publish(client, &topic, config.to_string(), true);
             }
         }
         self.views.mark_all();
-        self.send_changes(client);
+        self.send_changes(client) && ok
     }
 
-    fn send_changes(&self, client: &AsyncClient) {
+    /// Publishes every changed view and the waiting reports; what could not
+    /// be queued is kept for the retry. `false` when something was.
+    fn send_changes(&self, client: &AsyncClient) -> bool {
         let (views, reports) = self.views.take_changes();
+        let mut ok = true;
         for view in views {
-            let update = entity::update_state(&self.settings, &view);
-            publish(
-                client,
-                &self.topics.update_state(&view.app),
-                update.to_string(),
-                true,
-            );
-            let state = entity::app_state(&view);
-            publish(
-                client,
-                &self.topics.app_state(&view.app),
-                state.to_string(),
-                true,
-            );
+            let update = entity::update_state(&self.settings, &view).to_string();
+            let state = entity::app_state(&view).to_string();
+            let sent = publish(client, &self.topics.update_state(&view.app), update, true)
+                && publish(client, &self.topics.app_state(&view.app), state, true);
+            if !sent {
+                self.views.mark(&view.app);
+                ok = false;
+            }
         }
         if self.settings.reports {
             for r in reports {
@@ -182,27 +243,27 @@ impl Link {
                     "message": r.message,
                     "at": r.at,
                 });
-                publish(client, &self.topics.report(&r.app), body.to_string(), false);
+                if !publish(client, &self.topics.report(&r.app), body.to_string(), false) {
+                    self.views.keep_report(r);
+                    ok = false;
+                }
             }
         }
+        ok
     }
 
-    /// Home Assistant's Install: a pass that looks at the channel now and
-    /// installs what it offers, through the same verification as a poll,
-    /// outside the install window but not past an inhibitor.
-    fn install(&self, app: &str) {
-        let Some(app) = self
-            .apps
-            .iter()
-            .find(|a| super::settings::topic_id(a) == app)
-        else {
+    /// Home Assistant's Install: queues a pass that looks at the channel
+    /// now and installs what it offers, through the same verification as a
+    /// poll, outside the install window but not past an inhibitor.
+    fn queue_install(&self, app: &str) {
+        let Some(app) = self.apps.iter().find(|a| topic_id(a) == app) else {
             log::warn!("MQTT: install asked for `{app}`, which this board does not manage");
             return;
         };
         let (reply, answer) = oneshot::channel();
         let request = Request::Drive {
             app: app.clone(),
-            intent: Intent::Update,
+            intent: Intent::InstallNow,
             reply,
         };
         if self.requests.try_send(request).is_err() {
@@ -222,32 +283,44 @@ impl Link {
 
 /// Polls the client's event loop (which connects and reconnects) in a task
 /// of its own, so no poll is ever cancelled halfway; passes on what the link
-/// acts on, and `None` when the connection is lost, then waits a back-off.
-async fn pump(mut events: EventLoop, tx: mpsc::Sender<Option<Event>>, broker: String) {
+/// acts on, and [`LinkEvent::Lost`] when the connection drops, then waits a
+/// back-off that only a connection lasting [`STABLE`] resets.
+async fn pump(mut events: EventLoop, tx: mpsc::Sender<LinkEvent>, broker: String) {
     let mut failures: u32 = 0;
+    let mut connected_at: Option<Instant> = None;
     loop {
         match events.poll().await {
             Ok(event) => {
-                if failures > 0 {
-                    log::info!("MQTT: connected to {broker} again");
-                    failures = 0;
+                if matches!(event, Event::Incoming(Packet::ConnAck(_))) {
+                    if failures > 0 {
+                        log::info!("MQTT: connected to {broker} again");
+                    }
+                    connected_at = Some(Instant::now());
                 }
                 let relevant = matches!(
                     event,
-                    Event::Incoming(Packet::ConnAck(_) | Packet::Publish(_) | Packet::Disconnect)
+                    Event::Incoming(
+                        Packet::ConnAck(_)
+                            | Packet::SubAck(_)
+                            | Packet::Publish(_)
+                            | Packet::Disconnect
+                    )
                 );
-                if relevant && tx.send(Some(event)).await.is_err() {
+                if relevant && tx.send(LinkEvent::Packet(event)).await.is_err() {
                     return;
                 }
             }
             Err(e) => {
+                if connected_at.take().is_some_and(|at| at.elapsed() >= STABLE) {
+                    failures = 0;
+                }
                 if failures == 0 {
                     log::warn!(
                         "MQTT: broker {broker}: {e} (retrying with back-off; updates go on)"
                     );
                 }
                 failures = failures.saturating_add(1);
-                if tx.send(None).await.is_err() {
+                if tx.send(LinkEvent::Lost).await.is_err() {
                     return;
                 }
                 tokio::time::sleep(backoff(failures)).await;
@@ -256,42 +329,37 @@ async fn pump(mut events: EventLoop, tx: mpsc::Sender<Option<Event>>, broker: St
     }
 }
 
-/// Queues a publish; a full queue drops it (the view is sent again later).
-fn publish(client: &AsyncClient, topic: &str, payload: String, retain: bool) {
-    if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
-        log::debug!("MQTT: not queued for `{topic}`: {e}");
+/// Queues a publish (QoS 1); `false` when the client's queue is full.
+fn publish(client: &AsyncClient, topic: &str, payload: String, retain: bool) -> bool {
+    match client.try_publish(topic, QoS::AtLeastOnce, retain, payload) {
+        Ok(()) => true,
+        Err(e) => {
+            log::debug!("MQTT: not queued for `{topic}`: {e}");
+            false
+        }
     }
 }
 
+/// The wait after `failures` failed attempts in a row: 1 s, doubling, at
+/// most [`MAX_BACKOFF`].
 fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1)
-        .saturating_mul(1 << failures.min(6))
+        .saturating_mul(1 << failures.saturating_sub(1).min(6))
         .min(MAX_BACKOFF)
 }
 
-/// TLS checked against `ca_file`'s certificates, or the roots the
+/// TLS checked against `ca`'s certificates, or the web's roots the
 /// repository client trusts too.
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::CertificateDer;
+fn tls_config(
+    ca: Option<&[rustls::pki_types::CertificateDer<'static>]>,
+) -> Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            for cert in CertificateDer::pem_file_iter(path)
-                .with_context(|| format!("cannot read `mqtt.ca-file` `{}`", path.display()))?
-            {
-                let cert = cert.with_context(|| {
-                    format!(
-                        "`mqtt.ca-file` `{}` is not PEM certificates",
-                        path.display()
-                    )
-                })?;
-                roots.add(cert).with_context(|| {
-                    format!(
-                        "`mqtt.ca-file` `{}`: a certificate is not usable",
-                        path.display()
-                    )
-                })?;
+    match ca {
+        Some(certs) => {
+            for cert in certs {
+                roots
+                    .add(cert.clone())
+                    .context("`mqtt.ca-file`: a certificate is not usable as a root")?;
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -302,4 +370,15 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig>
         .context("TLS for MQTT")?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_starts_at_a_second_and_stops_at_a_minute() {
+        let waits: Vec<u64> = (1..=9).map(|f| backoff(f).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
 }

@@ -1,9 +1,11 @@
 //! The optional `[mqtt]` section of `agent.toml`: where the broker is, how
 //! to log in, and the names Home Assistant sees.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
 
 /// `[mqtt]` as written.
@@ -29,10 +31,11 @@ pub struct RawMqtt {
 pub enum Transport {
     /// `mqtt://`: plain TCP (a broker on the board or the home network).
     Tcp,
-    /// `mqtts://`: TLS, checked against `ca-file` or the system's roots.
+    /// `mqtts://`: TLS, checked against `ca-file`'s certificates, or without
+    /// one against the web's roots built into ferryd (as the repository is).
     Tls {
-        /// Extra CA certificates (PEM), instead of the system's roots.
-        ca_file: Option<PathBuf>,
+        /// The certificates of `ca-file`, read when the config is.
+        ca: Option<Vec<CertificateDer<'static>>>,
     },
 }
 
@@ -45,8 +48,9 @@ pub struct MqttSettings {
     pub port: u16,
     /// TCP or TLS.
     pub transport: Transport,
-    /// User name and password (read from `password-file` at start).
-    pub credentials: Option<(String, String)>,
+    /// User name, and the file holding the password (read when the link
+    /// starts, so commands run by others can still read the config).
+    pub credentials: Option<(String, Option<PathBuf>)>,
     /// Home Assistant's discovery prefix (default `homeassistant`).
     pub discovery_prefix: String,
     /// Root of ferry's own topics (default `ferry`).
@@ -63,6 +67,38 @@ pub struct MqttSettings {
     /// Whether each completed attempt is also published to
     /// `<topic-prefix>/<device>/<app>/report`.
     pub reports: bool,
+}
+
+/// The certificates of a PEM file; a file with none is an error, not a TLS
+/// link that trusts nobody.
+fn load_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("cannot read `mqtt.ca-file` `{}`", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| {
+            format!(
+                "`mqtt.ca-file` `{}` is not PEM certificates",
+                path.display()
+            )
+        })?;
+    if certs.is_empty() {
+        bail!(
+            "`mqtt.ca-file` `{}` holds no certificate (PEM `BEGIN CERTIFICATE` blocks)",
+            path.display()
+        );
+    }
+    Ok(certs)
+}
+
+/// The password in `file`, without its line end.
+pub fn read_password(file: &Path) -> Result<String> {
+    let password = std::fs::read_to_string(file).with_context(|| {
+        format!(
+            "cannot read `mqtt.password-file` `{}`\nhint: write the broker password there, readable by root only",
+            file.display()
+        )
+    })?;
+    Ok(password.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 /// `text` reduced to `[a-z0-9_-]`: what Home Assistant accepts in a
@@ -90,58 +126,62 @@ fn valid_topic_prefix(key: &str, value: &str) -> Result<()> {
 impl MqttSettings {
     /// Validates `[mqtt]`; `agent_device_id` is the agent's own device id.
     pub fn from_raw(raw: RawMqtt, agent_device_id: &str) -> Result<MqttSettings> {
-        let (transport, rest, default_port) = if let Some(rest) = raw.url.strip_prefix("mqtt://") {
-            (Transport::Tcp, rest, 1883)
-        } else if let Some(rest) = raw.url.strip_prefix("mqtts://") {
-            (
-                Transport::Tls {
-                    ca_file: raw.ca_file.clone(),
-                },
-                rest,
-                8883,
-            )
-        } else {
-            bail!(
-                "`mqtt.url` = \"{}\" must start with mqtt:// or mqtts://",
+        let bad_url = |why: &str| {
+            anyhow::anyhow!(
+                "`mqtt.url` = \"{}\" {why}\nhint: mqtt://HOST[:PORT] or mqtts://HOST[:PORT]; credentials go in `username` and `password-file`",
                 raw.url
-            );
+            )
+        };
+        let url = url::Url::parse(&raw.url).map_err(|e| bad_url(&format!("is not a URL ({e})")))?;
+        let (transport, default_port) = match url.scheme() {
+            "mqtt" => (Transport::Tcp, 1883),
+            "mqtts" => (
+                Transport::Tls {
+                    ca: raw.ca_file.as_deref().map(load_ca).transpose()?,
+                },
+                8883,
+            ),
+            _ => return Err(bad_url("must start with mqtt:// or mqtts://")),
         };
         if raw.ca_file.is_some() && transport == Transport::Tcp {
             bail!("`mqtt.ca-file` is set but `mqtt.url` is not mqtts://: the certificate would not be used");
         }
-        let authority = rest.trim_end_matches('/');
-        if authority.is_empty() || authority.contains(['/', '@', '?', '#']) {
-            bail!(
-                "`mqtt.url` = \"{}\" must be mqtt[s]://HOST[:PORT] (credentials go in `username` and `password-file`)",
-                raw.url
-            );
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad_url("holds credentials"));
         }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, _)) if !h.ends_with(']') && h.contains(':') => {
-                (authority.to_owned(), default_port)
-            }
-            Some((h, p)) => (
-                h.trim_start_matches('[').trim_end_matches(']').to_owned(),
-                p.parse::<u16>().ok().filter(|p| *p > 0).with_context(|| {
-                    format!("`mqtt.url` = \"{}\": `{p}` is not a port", raw.url)
-                })?,
-            ),
-            None => (authority.to_owned(), default_port),
+        if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+            return Err(bad_url("has a path, query or fragment"));
+        }
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) if !d.is_empty() => d.to_owned(),
+            Some(url::Host::Ipv4(a)) => a.to_string(),
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            _ => return Err(bad_url("names no host")),
         };
+        let port = url.port().unwrap_or(default_port);
+        if port == 0 {
+            return Err(bad_url("has port 0"));
+        }
         let credentials = match (raw.username, raw.password_file) {
             (None, None) => None,
-            (Some(user), None) => Some((user, String::new())),
-            (None, Some(_)) => bail!("`mqtt.password-file` is set without `mqtt.username`"),
-            (Some(user), Some(file)) => {
-                let password = std::fs::read_to_string(&file).with_context(|| {
-                    format!(
-                        "cannot read `mqtt.password-file` `{}`\nhint: write the broker password there, readable by root only",
-                        file.display()
-                    )
-                })?;
-                Some((user, password.trim_end_matches(['\r', '\n']).to_owned()))
+            (Some(user), file) => {
+                if let Some(file) = &file {
+                    if !file.is_file() {
+                        bail!(
+                            "`mqtt.password-file` `{}` is not a file\nhint: write the broker password there, readable by root only",
+                            file.display()
+                        );
+                    }
+                }
+                Some((user, file))
             }
+            (None, Some(_)) => bail!("`mqtt.password-file` is set without `mqtt.username`"),
         };
+        if let Some(picture) = &raw.entity_picture {
+            if !(picture.starts_with("https://") || picture.starts_with("http://")) {
+                bail!("`mqtt.entity-picture` = \"{picture}\" must be an http(s):// address");
+            }
+        }
         let discovery_prefix = raw
             .discovery_prefix
             .unwrap_or_else(|| "homeassistant".into());
@@ -194,11 +234,13 @@ mod tests {
         assert_eq!(s.discovery_prefix, "homeassistant");
         assert_eq!(s.device_id, "0123abcd");
         assert_eq!(s.client_id, "ferryd-0123abcd");
-        let s = parse("url = \"mqtts://10.0.0.2:8884\"\nca-file = \"/etc/ferry/ca.pem\"").unwrap();
+        let s = parse("url = \"mqtts://10.0.0.2:8884\"").unwrap();
         assert_eq!((s.host.as_str(), s.port), ("10.0.0.2", 8884));
-        assert!(matches!(s.transport, Transport::Tls { ca_file: Some(_) }));
+        assert_eq!(s.transport, Transport::Tls { ca: None });
         let s = parse("url = \"mqtts://[::1]:9883\"").unwrap();
         assert_eq!((s.host.as_str(), s.port), ("::1", 9883));
+        let s = parse("url = \"mqtt://[::1]\"").unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("::1", 1883));
     }
 
     #[test]
@@ -207,6 +249,16 @@ mod tests {
             ("url = \"http://broker\"", "mqtt.url"),
             ("url = \"mqtt://user:pw@broker\"", "mqtt.url"),
             ("url = \"mqtt://broker:99999\"", "mqtt.url"),
+            ("url = \"mqtt://:1883\"", "mqtt.url"),
+            ("url = \"mqtt://broker/path\"", "mqtt.url"),
+            (
+                "url = \"mqtts://b\"\nca-file = \"/nonexistent.pem\"",
+                "mqtt.ca-file",
+            ),
+            (
+                "url = \"mqtt://b\"\nentity-picture = \"icon.png\"",
+                "mqtt.entity-picture",
+            ),
             ("url = \"mqtt://b\"\nca-file = \"x\"", "mqtt.ca-file"),
             (
                 "url = \"mqtt://b\"\npassword-file = \"x\"",
@@ -236,6 +288,20 @@ mod tests {
             file.display()
         ))
         .unwrap();
-        assert_eq!(s.credentials, Some(("ferry".into(), "s3cret".into())));
+        assert_eq!(s.credentials, Some(("ferry".into(), Some(file.clone()))));
+        assert_eq!(read_password(&file).unwrap(), "s3cret");
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, "not a certificate\n").unwrap();
+        let e = parse(&format!(
+            "url = \"mqtts://b\"\nca-file = \"{}\"",
+            file.display()
+        ))
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("no certificate"), "{e:#}");
     }
 }

@@ -19,7 +19,8 @@ const MAX_PENDING_REPORTS: usize = 64;
 pub struct AppView {
     /// The app's name.
     pub app: String,
-    /// The version `current` names.
+    /// The version that runs and was committed: during an attempt, the one
+    /// from before it (`current` is swapped before the restart decides).
     pub installed: Option<String>,
     /// The version `previous` names.
     pub previous: Option<String>,
@@ -43,10 +44,13 @@ impl AppView {
     /// The newest version this device may install: the channel's release
     /// when the device takes it, else what it runs (so a rolled-back,
     /// denied or not-yet-rolled-out release is not offered as an update).
+    /// Before any poll told (a restarted agent), a release under way or
+    /// waiting at the gate is the one on offer.
     pub fn latest(&self) -> Option<&str> {
         match &self.offered {
             Some(o) if o.takes => Some(&o.version),
-            _ => self.installed.as_deref(),
+            Some(_) => self.installed.as_deref(),
+            None => self.target.as_deref().or(self.installed.as_deref()),
         }
     }
 
@@ -91,10 +95,9 @@ impl AppView {
                 r.message.clone(),
             )
         });
-        // A release that went in, or was denied, is no longer on offer.
+        // A release denied here (it was rolled back) is no longer on offer.
         if let Some(o) = &mut self.offered {
-            let denied = state.denied.iter().any(|d| d.version == o.version);
-            if denied {
+            if state.is_denied(&o.sha256, o.serial) {
                 o.takes = false;
             }
         }
@@ -161,6 +164,19 @@ impl Views {
             .filter_map(|a| inner.views.get(a).cloned())
             .collect();
         (views, inner.reports.drain(..).collect())
+    }
+
+    /// Marks `app`'s view to be sent again (its publish was not queued).
+    pub fn mark(&self, app: &str) {
+        self.lock().dirty.insert(app.to_owned());
+    }
+
+    /// Keeps a report that could not be queued, for the next round.
+    pub fn keep_report(&self, report: Completed) {
+        let mut inner = self.lock();
+        if inner.reports.len() < MAX_PENDING_REPORTS {
+            inner.reports.push_front(report);
+        }
     }
 
     /// Marks every view to be sent again (after a reconnect).
