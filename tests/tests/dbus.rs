@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::repo::{board, current_version, install_v1, variant, version_served, Repo, WAIT};
+use common::repo::{
+    board, current_version, install_from_file, install_v1, variant, version_served, Repo, WAIT,
+};
 use common::text;
 
 const CALL: [&str; 5] = [
@@ -142,12 +144,7 @@ fn the_dbus_api_checks_rolls_back_installs_and_refuses_strangers() {
     assert_eq!(app_property(&board, "LastResult"), "s \"rolled_back\"");
 
     // `ferryd install` while the service runs goes through it, by descriptor.
-    let file = board.etc.join("usb-2.5.0");
-    std::fs::copy(variant("2.5.0", None), &file).unwrap();
-    repo.sign(&file);
-    let out = board.ferryd(&["install", "/etc/ferry/usb-2.5.0"]).unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("updated to 2.5.0"), "{}", text(&out));
+    install_from_file(&repo, &board, "2.5.0");
     assert_eq!(version_served(port).as_deref(), Some("2.5.0"));
     assert_eq!(app_property(&board, "CurrentVersion"), "s \"2.5.0\"");
     // The service held the device throughout: a second driver is refused.

@@ -7,7 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::repo::{board, current_version, install_v1, variant, version_served, Repo, WAIT};
+use common::repo::{
+    board, current_version, install_from_file, install_v1, variant, version_served, Repo, WAIT,
+};
 use common::text;
 use ferry_tests::board::hh_mm;
 
@@ -107,12 +109,7 @@ fn an_operators_install_during_an_update_waits_for_it_and_never_interleaves() {
     board
         .wait_for("v2 on probation", WAIT, |s| s["phase"] == "probation")
         .unwrap();
-    let file = board.etc.join("usb-2.5.0");
-    std::fs::copy(variant("2.5.0", None), &file).unwrap();
-    repo.sign(&file);
-    let out = board.ferryd(&["install", "/etc/ferry/usb-2.5.0"]).unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("updated to 2.5.0"), "{}", text(&out));
+    install_from_file(&repo, &board, "2.5.0");
 
     let s = board.app_status().unwrap();
     assert_eq!(current_version(&s), "2.5.0", "{s:#}");

@@ -131,6 +131,24 @@ pub fn current_version(s: &serde_json::Value) -> String {
 
 pub const WAIT: Duration = Duration::from_secs(120);
 
+/// `ferryd install` of a signed build of `version` that an operator put
+/// in `/etc/ferry` (as from a USB stick); asserts it is installed.
+pub fn install_from_file(repo: &Repo, board: &Board, version: &str) {
+    let name = format!("usb-{version}");
+    let file = board.etc.join(&name);
+    std::fs::copy(variant(version, None), &file).unwrap();
+    repo.sign(&file);
+    let out = board
+        .ferryd(&["install", &format!("/etc/ferry/{name}")])
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("updated to {version}")),
+        "{}",
+        text(&out)
+    );
+}
+
 /// Starts the agent and waits for v1 to be committed and served.
 pub fn install_v1(repo: &Repo, board: &Board, port: u16) {
     repo.publish(&super::simple_api(), &[]);
