@@ -2,7 +2,7 @@
 //! board (a real systemd sandbox), against a repository served by nginx on
 //! loopback. Used by `bench/agent.sh`; see `docs/benchmarks.md`.
 //!
-//! - `ferry-bench-agent idle [--minutes 10] [--sample-secs 10] [--poll-interval 5s]`:
+//! - `ferry-bench-agent idle [--minutes 10] [--sample-secs 10] [--poll-interval 5s] [--mqtt on]`:
 //!   installs `simple_api` 1.0.0, then watches the agent poll an unchanged
 //!   repository: VmRSS/VmHWM of its main process every `--sample-secs`,
 //!   `utime + stime` at the start and end, and the polls made (`check_started`
@@ -22,10 +22,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context as _, Result};
 use ferry_tests::board::{AgentConfig, Board};
 use ferry_tests::nginx::Nginx;
+use ferry_tests::mosquitto::Mosquitto;
 use ferry_tests::{examples, programs, server, signed_repo};
 use tempfile::TempDir;
 
-const USAGE: &str = "usage: ferry-bench-agent idle [--minutes N] [--sample-secs N] [--poll-interval 5s] [--summary FILE]
+const USAGE: &str = "usage: ferry-bench-agent idle [--minutes N] [--sample-secs N] [--poll-interval 5s] [--mqtt on|off] [--summary FILE]
        ferry-bench-agent update [--runs N] [--summary FILE]";
 
 fn main() -> Result<()> {
@@ -41,6 +42,7 @@ fn main() -> Result<()> {
             "--minutes",
             "--sample-secs",
             "--poll-interval",
+            "--mqtt",
             "--runs",
             "--summary",
         ];
@@ -64,7 +66,12 @@ fn main() -> Result<()> {
             if !poll.ends_with('s') || poll.contains(['"', '\\']) {
                 bail!("--poll-interval: a duration such as `5s`");
             }
-            let summary = idle(Duration::from_secs_f64(minutes * 60.0), sample, poll)?;
+            let mqtt = match opt("--mqtt").unwrap_or("off") {
+                "on" => true,
+                "off" => false,
+                other => bail!("--mqtt: `on` or `off`, not `{other}`"),
+            };
+            let summary = idle(Duration::from_secs_f64(minutes * 60.0), sample, poll, mqtt)?;
             write_summary(opt("--summary"), &summary)
         }
         "update" => {
@@ -98,6 +105,8 @@ struct Setup {
     work: TempDir,
     /// Kept serving until the measurements end.
     _nginx: Nginx,
+    /// The broker of the agent's `[mqtt]` link, when it has one.
+    _broker: Option<Mosquitto>,
     board: Board,
 }
 
@@ -155,7 +164,9 @@ fn wait_committed(board: &Board, version: &str) -> Result<()> {
 /// Keygen, build and publish 1.0.0, boot a board, configure it (with
 /// `poll_interval` instead of Board::configure's 1 s when given), start ferryd
 /// and wait for 1.0.0 to be committed.
-fn setup(name: &str, poll_interval: Option<&str>) -> Result<Setup> {
+/// With `mqtt`, the agent also keeps a Home Assistant link to a Mosquitto
+/// on loopback.
+fn setup(name: &str, poll_interval: Option<&str>, mqtt: bool) -> Result<Setup> {
     let work = tempfile::Builder::new()
         .prefix("ferry-bench-agent-")
         .tempdir()?;
@@ -167,11 +178,23 @@ fn setup(name: &str, poll_interval: Option<&str>) -> Result<Setup> {
     let board = Board::start(name, None)?;
     let port = server::free_port()?;
     let root = std::fs::read_to_string(w.join("root.json"))?;
+    let broker = if mqtt { Some(Mosquitto::start()?) } else { None };
+    let top_extra = match &broker {
+        Some(b) => {
+            Mosquitto::write_password(&board.etc.join("mqtt.password"))?;
+            format!(
+                "[mqtt]\nurl = \"{}\"\nusername = \"{}\"\npassword-file = \"/etc/ferry/mqtt.password\"\n",
+                b.url(),
+                ferry_tests::mosquitto::USER
+            )
+        }
+        None => String::new(),
+    };
     board.configure(&AgentConfig {
         repository: &nginx.url(),
         root: &root,
         app_extra: "",
-        top_extra: "",
+        top_extra: &top_extra,
         port,
     })?;
     if let Some(interval) = poll_interval {
@@ -203,6 +226,7 @@ fn setup(name: &str, poll_interval: Option<&str>) -> Result<Setup> {
     Ok(Setup {
         work,
         _nginx: nginx,
+        _broker: broker,
         board,
     })
 }
@@ -330,8 +354,13 @@ fn mib(kib: f64) -> f64 {
     kib / 1024.0
 }
 
-fn idle(window: Duration, sample_secs: u64, poll: &str) -> Result<Vec<(&'static str, f64)>> {
-    let s = setup("bench-idle", Some(poll))?;
+fn idle(
+    window: Duration,
+    sample_secs: u64,
+    poll: &str,
+    mqtt: bool,
+) -> Result<Vec<(&'static str, f64)>> {
+    let s = setup("bench-idle", Some(poll), mqtt)?;
     let board = &s.board;
     let inner = main_pid(board)?;
     let pid = host_pid(board, inner)?;
@@ -461,7 +490,7 @@ const PHASES: [(&str, &str, &str); 7] = [
 ];
 
 fn update(runs: u32) -> Result<Vec<(&'static str, f64)>> {
-    let s = setup("bench-update", None)?;
+    let s = setup("bench-update", None, false)?;
     let w = s.dir().to_path_buf();
     let versions: Vec<String> = (1..=runs).map(|k| format!("1.{k}.0")).collect();
     let binaries = versions
