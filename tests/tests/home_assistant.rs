@@ -92,6 +92,21 @@ fn home_assistant_shows_the_app_and_its_install_updates_the_board() {
         .unwrap();
     assert_eq!(entity["state"], "off", "{entity:#}");
     assert_eq!(entity["attributes"]["in_progress"], false, "{entity:#}");
+
+    // A release without notes, waiting for the window, is offered too.
+    repo.publish(&variant("2.1.0", None), &[]);
+    let entity = ha
+        .wait_for_entity("2.1.0 on offer without notes", SEEN, |e| {
+            is_simple_api(e)
+                && e["attributes"]["installed_version"] == "2.0.0"
+                && e["attributes"]["latest_version"] == "2.1.0"
+        })
+        .unwrap();
+    assert_eq!(entity["state"], "on", "{entity:#}");
+    assert_ne!(
+        entity["attributes"]["release_summary"], "Answers faster and logs less.",
+        "{entity:#}"
+    );
     // Home Assistant took every state ferryd sent.
     let log = ha.log();
     assert!(!log.contains("Schema violation"), "{log}");
