@@ -21,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
 use ferry_tests::board::{AgentConfig, Board};
-use ferry_tests::nginx::Nginx;
 use ferry_tests::mosquitto::Mosquitto;
+use ferry_tests::nginx::Nginx;
 use ferry_tests::{examples, programs, server, signed_repo};
 use tempfile::TempDir;
 
@@ -178,7 +178,11 @@ fn setup(name: &str, poll_interval: Option<&str>, mqtt: bool) -> Result<Setup> {
     let board = Board::start(name, None)?;
     let port = server::free_port()?;
     let root = std::fs::read_to_string(w.join("root.json"))?;
-    let broker = if mqtt { Some(Mosquitto::start()?) } else { None };
+    let broker = if mqtt {
+        Some(Mosquitto::start()?)
+    } else {
+        None
+    };
     let top_extra = match &broker {
         Some(b) => {
             Mosquitto::write_password(&board.etc.join("mqtt.password"))?;
