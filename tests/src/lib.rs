@@ -17,6 +17,8 @@
 //!   several at once, gone without a trace when dropped.
 //! - [`nginx`]: Debian's nginx serving a repository directory on a loopback
 //!   port ([`nginx::Nginx`]).
+//! - [`mosquitto`]: Debian's Mosquitto broker, with a password file and TLS.
+//! - [`tls`]: a private CA and a server certificate it signed.
 //!
 //! The harness needs root (mount namespaces, chroot) and a few Debian tools. A
 //! missing prerequisite is an error naming the package to install: a test never
@@ -38,6 +40,7 @@ pub mod rootfs;
 pub mod server;
 pub mod signed_repo;
 pub mod systemd;
+pub mod tls;
 
 mod tools;
 

@@ -8,7 +8,8 @@
 //! signal), on a free port. [`Mosquitto::stop`] and [`Mosquitto::restart`]
 //! take it away and bring it back on the same port, for outage tests; it
 //! keeps nothing across a restart (no persistence), as a broker that lost
-//! its retained messages would.
+//! its retained messages would. [`Mosquitto::start_tls`] adds a TLS
+//! listener with a certificate from [`crate::tls::private_ca`].
 
 use std::io::{BufRead as _, BufReader};
 use std::net::TcpStream;
@@ -21,6 +22,7 @@ use anyhow::{bail, Context as _, Result};
 use tempfile::TempDir;
 
 use crate::systemd::tied;
+use crate::tls::Tls;
 use crate::{server, tools};
 
 /// The user every client logs in as.
@@ -32,12 +34,24 @@ pub const PASSWORD: &str = "mqtt-test-password";
 pub struct Mosquitto {
     child: Option<Child>,
     port: u16,
+    tls_port: Option<u16>,
     dir: TempDir,
 }
 
 impl Mosquitto {
     /// A broker on `127.0.0.1` on a free port that lets in only [`USER`].
     pub fn start() -> Result<Mosquitto> {
+        Self::start_with(None)
+    }
+
+    /// Like [`Mosquitto::start`], and also over TLS with `tls` on a second
+    /// free port ([`Mosquitto::tls_url`]); the harness's own clients keep
+    /// to the plain listener.
+    pub fn start_tls(tls: &Tls) -> Result<Mosquitto> {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&Tls>) -> Result<Mosquitto> {
         let dir = tempfile::Builder::new()
             .prefix("ferry-mosquitto-")
             .tempdir()?;
@@ -56,17 +70,32 @@ impl Mosquitto {
             );
         }
         let port = server::free_port()?;
-        std::fs::write(
-            dir.path().join("mosquitto.conf"),
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\npersistence false\nlog_dest file {}\nlog_type all\n",
-                passwords.display(),
-                dir.path().join("mosquitto.log").display()
-            ),
-        )?;
+        let mut config = format!(
+            "allow_anonymous false\npassword_file {}\npersistence false\nlog_dest file {}\nlog_type all\nlistener {port} 127.0.0.1\n",
+            passwords.display(),
+            dir.path().join("mosquitto.log").display()
+        );
+        let tls_port = match tls {
+            Some(tls) => {
+                let tls_port = server::free_port()?;
+                // Mosquitto reads certificates after dropping root for its
+                // own user, who cannot enter the tests' private directories:
+                // it keeps root here (a loopback broker for one test).
+                config.insert_str(0, "user root\n");
+                config.push_str(&format!(
+                    "listener {tls_port} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+                    tls.cert.display(),
+                    tls.key.display()
+                ));
+                Some(tls_port)
+            }
+            None => None,
+        };
+        std::fs::write(dir.path().join("mosquitto.conf"), config)?;
         let mut broker = Mosquitto {
             child: None,
             port,
+            tls_port,
             dir,
         };
         broker.restart()?;
@@ -122,6 +151,11 @@ impl Mosquitto {
     /// `mqtt://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// `mqtts://127.0.0.1:<port>` of the TLS listener, when it has one.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port.map(|p| format!("mqtts://127.0.0.1:{p}"))
     }
 
     /// The broker's log so far.

@@ -19,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use tempfile::TempDir;
 
 use crate::systemd::tied;
+pub use crate::tls::Tls;
 use crate::{server, tools};
 
 /// How long nginx may take to answer its first request.
@@ -35,15 +36,6 @@ pub struct Nginx {
     port: u16,
     https_port: Option<u16>,
     dir: TempDir,
-}
-
-/// A certificate and key nginx also serves `https` with, on its own port.
-#[derive(Debug, Clone)]
-pub struct Tls {
-    /// PEM certificate (chain).
-    pub cert: PathBuf,
-    /// PEM private key.
-    pub key: PathBuf,
 }
 
 impl Nginx {

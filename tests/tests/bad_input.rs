@@ -16,8 +16,6 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::forge::Forge;
@@ -26,7 +24,7 @@ use common::text;
 use ferry_format::manifest::Manifest;
 use ferry_tests::board::Board;
 use ferry_tests::fault_server::{Behaviour, FaultServer};
-use ferry_tests::nginx::{Nginx, Tls};
+use ferry_tests::nginx::Nginx;
 
 /// What must not change, read from the board.
 #[derive(Debug, PartialEq)]
@@ -173,63 +171,6 @@ fn timestamp_path(repo: &Repo) -> std::path::PathBuf {
         .join(ferry_format::tuf::layout::timestamp_path())
 }
 
-/// A private CA (`ca.pem`) and a certificate for `localhost` it signed,
-/// made with openssl in `dir`.
-fn private_ca(dir: &Path) -> (Tls, std::path::PathBuf) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .expect("openssl is installed (scripts/install-deps.sh)");
-        assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=ferry test CA"];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
-    openssl(&ca);
-    let mut csr = vec!["req", "-subj", "/CN=localhost"];
-    csr.extend(ec);
-    csr.extend(["-keyout", "key.pem", "-out", "leaf.csr"]);
-    openssl(&csr);
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "leaf.ext",
-        "-out",
-        "cert.pem",
-    ]);
-    (
-        Tls {
-            cert: dir.join("cert.pem"),
-            key: dir.join("key.pem"),
-        },
-        dir.join("ca.pem"),
-    )
-}
-
 #[test]
 fn every_bad_input_is_refused_with_one_clear_error_and_nothing_changes() {
     let mut d = Device::start();
@@ -369,7 +310,7 @@ fn every_bad_input_is_refused_with_one_clear_error_and_nothing_changes() {
     );
 
     let certs = tempfile::tempdir().unwrap();
-    let (tls, ca) = private_ca(certs.path());
+    let (tls, ca) = ferry_tests::tls::private_ca(certs.path()).unwrap();
     let https = Nginx::serve_tls(&d.repo.path(), &tls).unwrap();
     let https_url = https.https_url().unwrap();
     let c = d.config_with_repository("untrusted-tls", &https_url, "");

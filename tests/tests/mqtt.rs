@@ -243,3 +243,81 @@ fn home_assistant_sees_installs_and_rolls_back_through_mqtt() {
         .wait_retained(AVAILABILITY, MESSAGE_WAIT, |m| m.payload == "offline")
         .unwrap();
 }
+
+/// `mqtts://` to a broker whose certificate a private CA signed: without
+/// `ca-file` ferryd refuses the certificate, says which key to set, and
+/// updates go on; with the CA in `ca-file` it connects and publishes.
+#[test]
+fn mqtt_over_tls_trusts_the_configured_ca_and_nothing_else() {
+    let certs = tempfile::tempdir().unwrap();
+    let (tls, ca) = ferry_tests::tls::private_ca(certs.path()).unwrap();
+    let broker = Mosquitto::start_tls(&tls).unwrap();
+    let repo = Repo::new();
+    let mqtt = format!(
+        "[mqtt]\nurl = \"{}\"\nusername = \"{}\"\npassword-file = \"/etc/ferry/mqtt.password\"\ndevice-id = \"board-tls\"\n",
+        broker.tls_url().unwrap(),
+        ferry_tests::mosquitto::USER
+    );
+    let (board, port) = board_with(&repo, "mqtt-tls", "", &mqtt);
+    Mosquitto::write_password(&board.etc.join("mqtt.password")).unwrap();
+    let availability = "ferry/board-tls/availability";
+    let live = broker.subscribe(&[availability]).unwrap();
+
+    // Trusting only the public CAs, the broker's certificate is refused,
+    // with the fix named; the update does not wait for MQTT.
+    install_v1(&repo, &board, port);
+    let deadline = std::time::Instant::now() + MESSAGE_WAIT;
+    let refusal = loop {
+        let out = board
+            .sandbox
+            .journal(&["-u", "ferryd.service", "-o", "cat"])
+            .unwrap();
+        let journal = text(&out);
+        if let Some(line) = journal.lines().position(|l| l.contains("MQTT: broker")) {
+            break journal
+                .lines()
+                .skip(line)
+                .take(2)
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ferryd never told why MQTT is down:\n{journal}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(refusal.contains("certificate"), "{refusal}");
+    assert!(refusal.contains("`mqtt.ca-file`"), "{refusal}");
+    assert!(
+        live.on(availability).is_empty(),
+        "ferryd published over a TLS link it should have refused: {:#?}",
+        live.on(availability)
+    );
+
+    // With the private CA as `ca-file`, the same broker is trusted.
+    std::fs::copy(&ca, board.etc.join("mqtt-ca.pem")).unwrap();
+    let path = board.etc.join("agent.toml");
+    let config = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[mqtt]\n", "[mqtt]\nca-file = \"/etc/ferry/mqtt-ca.pem\"\n");
+    std::fs::write(&path, config).unwrap();
+    let out = board
+        .sandbox
+        .systemctl(&["restart", "ferryd.service"])
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    broker
+        .wait_retained("ferry/board-tls/simple_api/update", MESSAGE_WAIT, |m| {
+            update_is(m, "1.0.0", "1.0.0", false)
+        })
+        .unwrap();
+    broker
+        .wait_retained(availability, MESSAGE_WAIT, |m| m.payload == "online")
+        .unwrap();
+    assert!(
+        broker.log().contains("board-tls"),
+        "the broker's log does not show ferryd's client:\n{}",
+        broker.log()
+    );
+}

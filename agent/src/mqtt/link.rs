@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions,
+    Packet, QoS,
+};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
@@ -316,7 +319,8 @@ async fn pump(mut events: EventLoop, tx: mpsc::Sender<LinkEvent>, broker: String
                 }
                 if failures == 0 {
                     log::warn!(
-                        "MQTT: broker {broker}: {e} (retrying with back-off; updates go on)"
+                        "MQTT: broker {broker}: {e}{} (retrying with back-off; updates go on)",
+                        hint(&e)
                     );
                 }
                 failures = failures.saturating_add(1);
@@ -326,6 +330,19 @@ async fn pump(mut events: EventLoop, tx: mpsc::Sender<LinkEvent>, broker: String
                 tokio::time::sleep(backoff(failures)).await;
             }
         }
+    }
+}
+
+/// What to change when a connection fails for a reason the config can fix.
+fn hint(e: &ConnectionError) -> &'static str {
+    match e {
+        ConnectionError::Tls(_) => {
+            "\nhint: the broker's certificate must chain to a certificate in `mqtt.ca-file` (or to a public CA when it is unset) and name the host in `mqtt.url`"
+        }
+        ConnectionError::ConnectionRefused(
+            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
+        ) => "\nhint: check `mqtt.username` and the password in `mqtt.password-file`",
+        _ => "",
     }
 }
 
@@ -380,5 +397,14 @@ mod tests {
     fn back_off_starts_at_a_second_and_stops_at_a_minute() {
         let waits: Vec<u64> = (1..=9).map(|f| backoff(f).as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+
+    #[test]
+    fn failures_the_config_can_fix_name_the_key_to_change() {
+        let tls = ConnectionError::Tls(rumqttc::TlsError::NoValidCertInChain);
+        assert!(hint(&tls).contains("`mqtt.ca-file`"));
+        let login = ConnectionError::ConnectionRefused(ConnectReturnCode::BadUserNamePassword);
+        assert!(hint(&login).contains("`mqtt.password-file`"));
+        assert_eq!(hint(&ConnectionError::NetworkTimeout), "");
     }
 }
