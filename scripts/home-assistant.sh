@@ -17,6 +17,7 @@
 #       CONFIG_DIR/token, adds the MQTT integration (discovery on, prefix
 #       `homeassistant`) and prints the token's path. Reusing a CONFIG_DIR
 #       keeps its user, token and MQTT entry.
+#       With HA_OWNER_PID set, hass is stopped when that process ends.
 #   home-assistant.sh stop CONFIG_DIR
 #   home-assistant.sh screenshot CONFIG_DIR PORT URL_PATH OUT.png [ENTITY_ID]
 #       headless Chromium screenshot of URL_PATH (e.g. /config/devices/dashboard)
@@ -216,6 +217,7 @@ cmd_start() {
   setsid "$dir/bin/hass" -c "$cfg" --skip-pip </dev/null >"$cfg/hass.out" 2>&1 &
   pid=$!
   echo "$pid" >"$cfg/hass.pid"
+  if [[ -n "${HA_OWNER_PID:-}" ]]; then watch_owner "$HA_OWNER_PID" "$pid"; fi
   # Wait for the HTTP server to answer at all. /api/onboarding needs no token
   # (a probe of /api/ would log an invalid-auth warning each time) but is 404
   # once onboarding is done, so any HTTP status counts; curl prints 000 while
@@ -370,6 +372,18 @@ PY
   fi
   echo "home-assistant.sh: ready after $(secs_since "$t0")s" >&2
   echo "$cfg/token"
+}
+
+# Stops hass (TERM, then KILL after 30 s) once process OWNER is gone, so a
+# test killed outright leaves no Home Assistant behind.
+watch_owner() {
+  local owner=$1 pid=$2
+  (
+    while kill -0 "$owner" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 2; done
+    kill -TERM "$pid" 2>/dev/null || exit 0
+    for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  ) </dev/null >/dev/null 2>&1 &
 }
 
 cmd_stop() {

@@ -2,7 +2,8 @@
 //! `scripts/home-assistant.sh`: installed once per machine into a venv under
 //! the test cache (serialised by a file lock), started onboarded with its
 //! MQTT integration pointed at a broker, driven through its REST API with a
-//! long-lived token, photographed with headless Chromium, stopped on drop.
+//! long-lived token, photographed with headless Chromium, stopped on drop
+//! (or, if the test process is killed, when it is gone).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,6 +31,9 @@ fn run(args: &[&str]) -> Result<String> {
     let out = Command::new("bash")
         .arg(script())
         .args(args)
+        // A Home Assistant it starts ends with this test process, even one
+        // killed outright.
+        .env("HA_OWNER_PID", std::process::id().to_string())
         .output()
         .context("cannot run scripts/home-assistant.sh")?;
     if !out.status.success() {
