@@ -352,12 +352,18 @@ async def main():
         # Loaded is not connected: wait for the broker connection (MQTT's
         # diagnostics report it). HA subscribes to `homeassistant/#` right
         # after connecting, but sends its birth message (`homeassistant/status`
-        # `online`) only after a 5 s discovery cool-down.
+        # `online`) only after a 5 s discovery cool-down. The diagnostics
+        # endpoint answers 404 until the diagnostics integration has found
+        # MQTT's platform, which can come just after the entry is loaded.
         while True:
-            diag = await check(await s.get(
-                f"{base}/api/diagnostics/config_entry/{entry['entry_id']}", headers=h))
-            if diag["data"].get("connected"):
-                break
+            r = await s.get(
+                f"{base}/api/diagnostics/config_entry/{entry['entry_id']}", headers=h)
+            if r.status != 404:
+                diag = await check(r)
+                if diag["data"].get("connected"):
+                    break
+            else:
+                r.release()
             if time.monotonic() > deadline:
                 raise SystemExit("MQTT client did not connect to the broker")
             await asyncio.sleep(0.2)

@@ -219,6 +219,11 @@ impl Board {
         toml.push_str(lines);
         toml.push('\n');
         std::fs::write(&path, toml)?;
+        self.restart_agent()
+    }
+
+    /// `systemctl restart ferryd.service` on the board.
+    pub fn restart_agent(&self) -> Result<()> {
         let out = self.sandbox.systemctl(&["restart", "ferryd.service"])?;
         if !out.status.success() {
             bail!(

@@ -170,11 +170,7 @@ fn home_assistant_sees_installs_and_rolls_back_through_mqtt() {
     .unwrap();
     assert_eq!(version_served(port).as_deref(), Some("2.1.0"));
     // A restarted ferryd still offers the release that waits.
-    let out = board
-        .sandbox
-        .systemctl(&["restart", "ferryd.service"])
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    board.restart_agent().unwrap();
     broker
         .wait_retained(AVAILABILITY, MESSAGE_WAIT, |m| m.payload == "online")
         .unwrap();
@@ -302,11 +298,7 @@ fn mqtt_over_tls_trusts_the_configured_ca_and_nothing_else() {
         .unwrap()
         .replace("[mqtt]\n", "[mqtt]\nca-file = \"/etc/ferry/mqtt-ca.pem\"\n");
     std::fs::write(&path, config).unwrap();
-    let out = board
-        .sandbox
-        .systemctl(&["restart", "ferryd.service"])
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    board.restart_agent().unwrap();
     broker
         .wait_retained("ferry/board-tls/simple_api/update", MESSAGE_WAIT, |m| {
             update_is(m, "1.0.0", "1.0.0", false)
