@@ -47,11 +47,22 @@ enum LinkEvent {
 enum Then {
     /// Nothing more.
     Nothing,
-    /// Send subscriptions, discovery and every view (connected, or Home
-    /// Assistant restarted).
+    /// A new connection: subscribe, then announce.
+    Connected,
+    /// Send availability, discovery and every view again (Home Assistant
+    /// restarted).
     Announce,
     /// The connection is gone.
     Disconnected,
+}
+
+/// What the current connection has yet to be sent.
+#[derive(Default)]
+struct Owed {
+    /// The install and birth subscriptions.
+    subscriptions: bool,
+    /// Availability, discovery and every view.
+    announcement: bool,
 }
 
 /// The link's working set.
@@ -121,6 +132,8 @@ impl Link {
         let broker = format!("{}:{}", self.settings.host, self.settings.port);
         tokio::spawn(pump(events, tx, broker));
         let mut connected = false;
+        let mut owed = Owed::default();
+        // Set when the client's queue was full: nothing is tried before it.
         let mut retry_at: Option<tokio::time::Instant> = None;
         loop {
             let retry = async move {
@@ -129,41 +142,52 @@ impl Link {
                     None => std::future::pending().await,
                 }
             };
-            // `Some(true)`: all queued; `Some(false)`: a retry is due.
-            let queued = tokio::select! {
+            tokio::select! {
                 event = rx.recv() => match event {
                     Some(LinkEvent::Packet(event)) => match self.handle(event) {
-                        Then::Nothing => None,
-                        Then::Announce => {
+                        Then::Nothing => {}
+                        Then::Connected => {
                             connected = true;
-                            Some(self.announce(&client))
+                            owed = Owed { subscriptions: true, announcement: true };
+                            retry_at = None;
                         }
-                        Then::Disconnected => {
-                            connected = false;
-                            None
-                        }
+                        Then::Announce => owed.announcement = true,
+                        Then::Disconnected => connected = false,
                     },
-                    Some(LinkEvent::Lost) => {
-                        connected = false;
-                        None
-                    }
+                    Some(LinkEvent::Lost) => connected = false,
                     None => return,
                 },
-                _ = self.views.changed(), if connected => Some(self.send_changes(&client)),
-                _ = retry, if connected => Some(self.announce(&client)),
-            };
-            retry_at = match queued {
-                Some(true) => None,
-                Some(false) => retry_at.or(Some(tokio::time::Instant::now() + RETRY)),
-                None => retry_at,
-            };
+                _ = self.views.changed(), if connected => {}
+                _ = retry, if connected => retry_at = None,
+            }
+            if connected && retry_at.is_none() && !self.flush(&client, &mut owed) {
+                retry_at = Some(tokio::time::Instant::now() + RETRY);
+            }
         }
+    }
+
+    /// Sends what this connection is owed, then every changed view; `false`
+    /// when the client's queue filled up (what is left waits for the retry).
+    fn flush(&self, client: &AsyncClient, owed: &mut Owed) -> bool {
+        if owed.subscriptions {
+            if !self.subscribe(client) {
+                return false;
+            }
+            owed.subscriptions = false;
+        }
+        if owed.announcement {
+            if !self.announce(client) {
+                return false;
+            }
+            owed.announcement = false;
+        }
+        self.send_changes(client)
     }
 
     /// Acts on one event.
     fn handle(&self, event: Event) -> Then {
         match event {
-            Event::Incoming(Packet::ConnAck(_)) => Then::Announce,
+            Event::Incoming(Packet::ConnAck(_)) => Then::Connected,
             Event::Incoming(Packet::SubAck(ack)) => {
                 if ack
                     .return_codes
@@ -177,7 +201,9 @@ impl Link {
             Event::Incoming(Packet::Publish(p)) => {
                 let payload = String::from_utf8_lossy(&p.payload);
                 if p.topic == self.topics.home_assistant_status() {
-                    if payload == ONLINE {
+                    // Only a birth as it happens is a restart: a retained
+                    // `online` comes back on every subscription.
+                    if payload == ONLINE && !p.retain {
                         return Then::Announce;
                     }
                 } else if let Some(app) = self.topics.app_of_install(&p.topic) {
@@ -188,8 +214,9 @@ impl Link {
                     } else if payload == PAYLOAD_INSTALL {
                         self.queue_install(app);
                     } else {
+                        let shown: String = payload.chars().take(64).collect();
                         log::warn!(
-                            "MQTT: `{}` got `{payload}`, not `{PAYLOAD_INSTALL}`; ignored",
+                            "MQTT: `{}` got `{shown}`, not `{PAYLOAD_INSTALL}`; ignored",
                             p.topic
                         );
                     }
@@ -201,18 +228,23 @@ impl Link {
         }
     }
 
-    /// Subscriptions, availability, every discovery config, every view:
-    /// what a broker needs after a (re)connection, and Home Assistant after
-    /// its restart. `false` when the client's queue was full.
-    fn announce(&self, client: &AsyncClient) -> bool {
-        let mut ok = true;
-        for topic in [
+    /// The Install buttons and Home Assistant's birth, once per connection
+    /// (a subscription brings back what is retained there). `false` when
+    /// the client's queue was full.
+    fn subscribe(&self, client: &AsyncClient) -> bool {
+        [
             self.topics.install_filter(),
             self.topics.home_assistant_status(),
-        ] {
-            ok &= client.try_subscribe(topic, QoS::AtLeastOnce).is_ok();
-        }
-        ok &= publish(client, &self.topics.availability(), ONLINE.into(), true);
+        ]
+        .into_iter()
+        .all(|topic| client.try_subscribe(topic, QoS::AtLeastOnce).is_ok())
+    }
+
+    /// Availability, every discovery config, every view: what a broker needs
+    /// after a (re)connection, and Home Assistant after its restart. `false`
+    /// when the client's queue was full.
+    fn announce(&self, client: &AsyncClient) -> bool {
+        let mut ok = publish(client, &self.topics.availability(), ONLINE.into(), true);
         for app in &self.apps {
             for (topic, config) in entity::discovery(&self.settings, &self.topics, app) {
                 ok &= publish(client, &topic, config.to_string(), true);
@@ -397,6 +429,56 @@ mod tests {
     fn back_off_starts_at_a_second_and_stops_at_a_minute() {
         let waits: Vec<u64> = (1..=9).map(|f| backoff(f).as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+
+    fn link() -> (Link, mpsc::Receiver<Request>) {
+        let raw: super::super::settings::RawMqtt = toml::from_str("url = \"mqtt://b\"").unwrap();
+        let settings = MqttSettings::from_raw(raw, "board").unwrap();
+        let (tx, rx) = mpsc::channel(4);
+        let link = Link::new(settings, Views::default(), vec!["app".into()], tx);
+        (link, rx)
+    }
+
+    fn message(topic: &str, payload: &str, retain: bool) -> Event {
+        let mut p = rumqttc::Publish::new(topic, QoS::AtLeastOnce, payload.as_bytes().to_vec());
+        p.retain = retain;
+        Event::Incoming(Packet::Publish(p))
+    }
+
+    #[test]
+    fn only_a_birth_as_it_happens_asks_for_a_new_announcement() {
+        let (link, _requests) = link();
+        let status = link.topics.home_assistant_status();
+        assert!(matches!(
+            link.handle(message(&status, "online", false)),
+            Then::Announce
+        ));
+        // A retained birth comes back on every subscription: announcing on
+        // it would subscribe, receive it and announce again without end.
+        assert!(matches!(
+            link.handle(message(&status, "online", true)),
+            Then::Nothing
+        ));
+        assert!(matches!(
+            link.handle(message(&status, "offline", false)),
+            Then::Nothing
+        ));
+    }
+
+    #[test]
+    fn a_retained_install_command_installs_nothing() {
+        let (link, mut requests) = link();
+        let install = link.topics.install("app");
+        assert_eq!(link.topics.app_of_install(&install), Some("app"));
+        assert!(matches!(
+            link.handle(message(&install, "install", true)),
+            Then::Nothing
+        ));
+        assert!(matches!(
+            link.handle(message(&install, "something else", false)),
+            Then::Nothing
+        ));
+        assert!(requests.try_recv().is_err());
     }
 
     #[test]
