@@ -467,11 +467,20 @@ impl AppState {
                 Phase::Hold { reason }
             }
             (Phase::Hold { .. }, Step::Release) => Phase::Idle,
+            // After a rollback `previous` names the release now current:
+            // going "back" to it again would deny the healthy one.
             (Phase::Idle | Phase::Hold { .. }, Step::OperatorRollback) => match &self.current {
-                Some(current) if self.previous.is_some() => Phase::RollingBack {
-                    target: current.clone(),
-                    reason: "rolled back by the operator".into(),
-                },
+                Some(current)
+                    if self
+                        .previous
+                        .as_ref()
+                        .is_some_and(|p| p.sha256 != current.sha256) =>
+                {
+                    Phase::RollingBack {
+                        target: current.clone(),
+                        reason: "rolled back by the operator".into(),
+                    }
+                }
                 _ => return Err(illegal()),
             },
             (

@@ -299,8 +299,19 @@ async fn an_operator_rollback_goes_back_and_denies_the_current_release() {
     s.save(&d.store.state_path()).unwrap();
     let outcome = d.pass(Intent::Rollback).await.unwrap();
     assert!(matches!(outcome, Outcome::RolledBack(_)), "{outcome:?}");
-    assert_eq!(d.current_dir(), Some(v1.dir));
+    assert_eq!(d.current_dir(), Some(v1.dir.clone()));
     assert!(d.state().is_denied(&v2.sha256, 2));
+    // A second rollback has nothing older to go to: refused, and the
+    // release it came back to stays current and allowed.
+    let e = d.pass(Intent::Rollback).await.unwrap_err();
+    assert!(format!("{e:#}").contains("cannot roll `a` back"), "{e:#}");
+    assert_eq!(d.current_dir(), Some(v1.dir.clone()));
+    assert!(!d.state().is_denied(&v1.sha256, 1));
+    assert!(
+        matches!(d.state().phase, Phase::Idle),
+        "{:?}",
+        d.state().phase
+    );
     // Without a previous version there is nothing to go back to.
     let (d, v1, _) = device("");
     d.crashed_in(&v1, Phase::Idle, 0);
