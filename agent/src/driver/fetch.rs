@@ -21,6 +21,9 @@ use crate::verify::{self, Refusal};
 /// How often download progress is read and the watchdog fed meanwhile.
 const PROGRESS_TICK: Duration = Duration::from_millis(500);
 
+/// Longest a release's pre-extraction may take.
+const EXTRACT_DEADLINE: Duration = Duration::from_secs(300);
+
 /// Share of the progress bar the download fills.
 const DOWNLOAD_SHARE: u64 = 70;
 
@@ -282,7 +285,9 @@ async fn pre_extract(binary: &Path, app: &AppSettings) -> anyhow::Result<()> {
         .env_remove("CACHE_DIRECTORY")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+    // A large payload on a slow card can take longer than the watchdog's
+    // period: the running extraction, bounded by its own deadline, feeds it.
+    let out = fed_while(tokio::time::timeout(EXTRACT_DEADLINE, cmd.output()))
         .await
         .context("extraction took longer than 5 minutes")??;
     if !out.status.success() {
@@ -293,4 +298,17 @@ async fn pre_extract(binary: &Path, app: &AppSettings) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Awaits `work`, feeding systemd's watchdog meanwhile: for steps bounded
+/// by a deadline of their own that may outlast the watchdog's period.
+async fn fed_while<F: std::future::Future>(work: F) -> F::Output {
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(PROGRESS_TICK);
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => notify::watchdog(),
+        }
+    }
 }
