@@ -95,13 +95,11 @@ impl<U: UnitManager> Agent<U> {
         let operator = intent.asked_now();
         if operator.is_none() {
             if let Some(window) = app.install_window.or(self.settings.install_window) {
-                let now = local_minute_of_day();
-                if !window.contains(now) {
-                    return Some(format!(
-                        "outside the install window {window} (local time; now {:02}:{:02})",
-                        now / 60,
-                        now % 60
-                    ));
+                // The reason is persisted and published when it changes:
+                // it names the window, not the minute, or every minute
+                // outside the window would write state.json again.
+                if !window.contains(local_minute_of_day()) {
+                    return Some(format!("outside the install window {window} (local time)"));
                 }
             }
         }
@@ -125,6 +123,11 @@ impl<U: UnitManager> Agent<U> {
     }
 }
 
+extern "C" {
+    /// POSIX `tzset(3)`, which the `libc` crate does not declare.
+    fn tzset();
+}
+
 /// Minutes since local midnight, by the system's time zone (`TZ`,
 /// `/etc/localtime`).
 pub fn local_minute_of_day() -> u16 {
@@ -132,6 +135,10 @@ pub fn local_minute_of_day() -> u16 {
     // SAFETY: localtime_r writes into the `tm` we own; `now` outlives the call.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     let t: libc::time_t = now as libc::time_t;
+    // SAFETY: tzset only re-reads the zone (`TZ`, `/etc/localtime`); unlike
+    // localtime, localtime_r does not, so a `timedatectl set-timezone`
+    // would otherwise count only after ferryd restarts.
+    unsafe { tzset() };
     if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
         return ((now.rem_euclid(86_400)) / 60) as u16;
     }
