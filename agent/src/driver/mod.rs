@@ -310,6 +310,15 @@ impl<U: UnitManager> Agent<U> {
     async fn drive_inner(&self, app: &AppSettings, intent: Intent) -> Result<Outcome> {
         let mut job = self.open_job(app, intent)?;
         self.queue_pending_report(&mut job)?;
+        // A crash between swapping `current` and persisting the swap leaves
+        // the release in place (and running, after a reboot) but recorded
+        // as waiting: record the swap, so it is restarted and watched now,
+        // whatever the gate says, and nothing abandons it behind the links.
+        if let Phase::Verified { target } = &job.state.phase {
+            if job.store.link_target("current").as_deref() == Some(target.dir.as_str()) {
+                self.transition(&mut job, Step::Swapped)?;
+            }
+        }
         match (&job.intent, &job.state.phase) {
             // An operator's install or rollback supersedes a release that
             // waits at the gate.

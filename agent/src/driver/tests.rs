@@ -319,20 +319,43 @@ async fn an_operator_rollback_goes_back_and_denies_the_current_release() {
     assert!(format!("{e:#}").contains("cannot roll `a` back"), "{e:#}");
 }
 
-#[tokio::test]
-async fn outside_the_window_a_verified_release_waits_and_an_operator_install_does_not() {
-    // A window that excludes now, whatever the time of day.
+/// An `install-window` line that excludes now, whatever the time of day.
+fn closed_window() -> String {
     let now = gate::local_minute_of_day();
     let start = (now + 120) % 1440;
     let end = (now + 180) % 1440;
-    let window = format!(
+    format!(
         "install-window = \"{:02}:{:02}-{:02}:{:02}\"",
         start / 60,
         start % 60,
         end / 60,
         end % 60
+    )
+}
+
+#[tokio::test]
+async fn a_swap_made_just_before_a_crash_is_recorded_and_watched_even_outside_the_window() {
+    let (d, v1, v2) = device(&closed_window());
+    d.crashed_in(&v1, Phase::Verified { target: v2.clone() }, 0);
+    // The links were swapped; the crash came before state.json said so.
+    d.store.swap_to(&v2, Some(&v1)).unwrap();
+    let outcome = d.pass(Intent::Poll).await.unwrap();
+    assert_eq!(outcome, Outcome::Committed("2.0.0".into()));
+    let s = d.state();
+    assert_eq!(
+        s.current.as_ref().map(|r| r.dir.as_str()),
+        Some(v2.dir.as_str())
     );
-    let (d, v1, v2) = device(&window);
+    assert_eq!(
+        s.previous.as_ref().map(|r| r.dir.as_str()),
+        Some(v1.dir.as_str())
+    );
+    assert_eq!(s.waiting, None);
+}
+
+#[tokio::test]
+async fn outside_the_window_a_verified_release_waits_and_an_operator_install_does_not() {
+    let (d, v1, v2) = device(&closed_window());
     d.crashed_in(&v1, Phase::Verified { target: v2.clone() }, 0);
     let outcome = d.pass(Intent::Poll).await.unwrap();
     match &outcome {
