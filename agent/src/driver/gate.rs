@@ -15,7 +15,7 @@ use tokio::io::AsyncReadExt as _;
 use tokio::sync::Notify;
 
 use super::{Agent, Intent};
-use crate::config::AppSettings;
+use crate::config::{AppSettings, InstallWindow};
 use crate::systemd::UnitManager;
 
 /// One inhibitor held over D-Bus.
@@ -95,11 +95,9 @@ impl<U: UnitManager> Agent<U> {
         let operator = intent.asked_now();
         if operator.is_none() {
             if let Some(window) = app.install_window.or(self.settings.install_window) {
-                // The reason is persisted and published when it changes:
-                // it names the window, not the minute, or every minute
-                // outside the window would write state.json again.
-                if !window.contains(local_minute_of_day()) {
-                    return Some(format!("outside the install window {window} (local time)"));
+                let now = ferry_format::clock::unix_now();
+                if let Some(why) = outside(window, now, local_minute_of(now)) {
+                    return Some(why);
                 }
             }
         }
@@ -123,6 +121,24 @@ impl<U: UnitManager> Agent<U> {
     }
 }
 
+/// 2025-01-01 00:00 UTC: a clock before it was never set (a board without
+/// a real-time clock starts in 1970 until NTP answers), so the local time
+/// it gives says nothing about the window.
+const CLOCK_FLOOR: u64 = 1_735_689_600;
+
+/// Why a swap at `unix_now` (`minute` past local midnight) is outside
+/// `window`, if it is. The reason is persisted and published when it
+/// changes: it names the window, not the minute, or every minute outside
+/// the window would write state.json again.
+fn outside(window: InstallWindow, unix_now: u64, minute: u16) -> Option<String> {
+    if unix_now < CLOCK_FLOOR {
+        return Some(format!(
+            "the clock is not set yet (it reads before 2025), so the install window {window} cannot be told; waiting for the time (NTP)"
+        ));
+    }
+    (!window.contains(minute)).then(|| format!("outside the install window {window} (local time)"))
+}
+
 extern "C" {
     /// POSIX `tzset(3)`, which the `libc` crate does not declare.
     fn tzset();
@@ -131,7 +147,12 @@ extern "C" {
 /// Minutes since local midnight, by the system's time zone (`TZ`,
 /// `/etc/localtime`).
 pub fn local_minute_of_day() -> u16 {
-    let now = ferry_format::clock::unix_now() as i64;
+    local_minute_of(ferry_format::clock::unix_now())
+}
+
+/// Minutes past local midnight at `unix_now`.
+fn local_minute_of(unix_now: u64) -> u16 {
+    let now = unix_now as i64;
     // SAFETY: localtime_r writes into the `tm` we own; `now` outlives the call.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     let t: libc::time_t = now as libc::time_t;
@@ -167,5 +188,18 @@ mod tests {
     #[test]
     fn the_minute_of_day_is_a_minute_of_a_day() {
         assert!(local_minute_of_day() < 24 * 60);
+    }
+
+    #[test]
+    fn a_clock_that_was_never_set_keeps_the_window_closed() {
+        let window: InstallWindow = "00:00-23:59".parse().unwrap();
+        // 1970, a minute past midnight: inside the window by the hour,
+        // but the hour is not known.
+        let why = outside(window, 60, 1).unwrap();
+        assert!(why.contains("clock is not set"), "{why}");
+        let set = CLOCK_FLOOR + 86_400;
+        assert_eq!(outside(window, set, 1), None);
+        let why = outside(window, set, 23 * 60 + 59).unwrap();
+        assert_eq!(why, "outside the install window 00:00-23:59 (local time)");
     }
 }
