@@ -392,6 +392,10 @@ impl AppState {
                 self.phase.clone()
             }
             (Phase::Idle, Step::Refused { .. } | Step::Failed { .. }) => Phase::Idle,
+            // An operator's file refused while held: the hold stays.
+            (Phase::Hold { reason }, Step::Refused { .. }) => Phase::Hold {
+                reason: reason.clone(),
+            },
             (Phase::Idle, Step::StartDownload(target)) => {
                 next.attempts = 0;
                 Phase::Downloading { target }

@@ -187,16 +187,28 @@ impl<U: UnitManager> Agent<U> {
         Ok(Flow::Next)
     }
 
-    /// An operator's file (the agent's private copy): checked against the
-    /// app's release keys from the stored metadata, stored, pre-extracted,
-    /// then through the same `verified` step as a download.
+    /// An operator's file (the agent's private copy): checked, stored,
+    /// pre-extracted, then through the same `verified` step as a download.
     pub(super) async fn take_file(
         &self,
         job: &mut Job<'_>,
         file: &Path,
         force: bool,
     ) -> Result<Flow, StepError> {
-        let app = job.app.clone();
+        let target = self.check_file(job, file, force)?;
+        self.store_file(job, file, target).await
+    }
+
+    /// Checks an operator's file against the app's release keys from the
+    /// stored metadata, and against going back (older or denied) unless
+    /// `force`; changes nothing, so a refusal leaves any hold in place.
+    pub(super) fn check_file(
+        &self,
+        job: &Job<'_>,
+        file: &Path,
+        force: bool,
+    ) -> Result<Release, StepError> {
+        let app = &job.app;
         let mut f = std::fs::File::open(file).context("cannot open the copy")?;
         let c = ferry_format::Container::read_from(&mut f)
             .map_err(|e| StepError::refused(None, format!("not a ferry binary: {e}")))?;
@@ -248,16 +260,26 @@ impl<U: UnitManager> Agent<U> {
                 app.name
             );
         }
-        let target = Release {
+        Ok(Release {
             version: version.clone(),
             serial: job.state.last_serial,
             dir: Release::dir_name(&version, &sha256),
             sha256,
             size,
-        };
+        })
+    }
+
+    /// Stores a checked operator's file as `target` and unpacks it.
+    pub(super) async fn store_file(
+        &self,
+        job: &mut Job<'_>,
+        file: &Path,
+        target: Release,
+    ) -> Result<Flow, StepError> {
+        let app = job.app.clone();
         self.transition(job, Step::StartDownload(target.clone()))?;
         let stored = job.store.store_binary(file, &target)?;
-        self.unpack(&stored, &app, &version).await?;
+        self.unpack(&stored, &app, &target.version).await?;
         self.remember_fresh(&target.sha256);
         self.transition(job, Step::Verified)?;
         debug_assert!(matches!(job.state.phase, Phase::Verified { .. }));

@@ -356,7 +356,7 @@ impl<U: UnitManager> Agent<U> {
                 Phase::RollingBack { target, reason } => {
                     self.rolling_back(&mut job, target, reason).await
                 }
-                Phase::Hold { reason } => self.hold(&mut job, reason),
+                Phase::Hold { reason } => self.hold(&mut job, reason).await,
             };
             match step {
                 Ok(Flow::Next) => {}
@@ -544,24 +544,35 @@ impl<U: UnitManager> Agent<U> {
             Intent::Poll | Intent::InstallNow => self.poll(job).await,
             Intent::Continue { .. } => Ok(Flow::Done(Outcome::UpToDate)),
             Intent::Install { copy, force } => self.take_file(job, &copy, force).await,
-            Intent::Rollback => {
-                self.transition(job, Step::OperatorRollback).map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot roll `{}` back: {e} (a rollback needs a current and a previous version and no update in progress)",
-                        job.app.name
-                    )
-                })?;
-                Ok(Flow::Next)
-            }
+            Intent::Rollback => self.operator_rollback(job),
         }
     }
 
-    /// `hold`: nothing happens until an operator installs or rolls back.
-    fn hold(&self, job: &mut Job<'_>, reason: String) -> Result<Flow, StepError> {
-        match job.intent {
-            Intent::Install { .. } | Intent::Rollback if !job.acted => {
+    /// The operator's rollback (from `idle` or `hold`).
+    fn operator_rollback(&self, job: &mut Job<'_>) -> Result<Flow, StepError> {
+        self.transition(job, Step::OperatorRollback).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot roll `{}` back: {e} (a rollback needs a current and a previous version and no update in progress)",
+                job.app.name
+            )
+        })?;
+        Ok(Flow::Next)
+    }
+
+    /// `hold`: nothing happens until an operator installs or rolls back,
+    /// and the hold ends only once the file or the rollback is accepted: a
+    /// refused one leaves the app held.
+    async fn hold(&self, job: &mut Job<'_>, reason: String) -> Result<Flow, StepError> {
+        match job.intent.clone() {
+            Intent::Install { copy, force } if !job.acted => {
+                job.acted = true;
+                let target = self.check_file(job, &copy, force)?;
                 self.transition(job, Step::Release)?;
-                Ok(Flow::Next)
+                self.store_file(job, &copy, target).await
+            }
+            Intent::Rollback if !job.acted => {
+                job.acted = true;
+                self.operator_rollback(job)
             }
             Intent::Install { .. }
             | Intent::Rollback

@@ -269,6 +269,25 @@ async fn rolling_back_resumes_and_holds_when_the_previous_release_is_unhealthy_t
             reason: s.denied[0].reason.clone(),
         }]
     );
+    // An operator's file that is refused does not end the hold.
+    let junk = d.store.state_path().with_file_name("junk");
+    std::fs::write(&junk, "not a ferry binary").unwrap();
+    let copy = junk.clone();
+    let e = d
+        .pass(Intent::Install { copy, force: true })
+        .await
+        .map(|o| format!("{o:?}"))
+        .unwrap_or_else(|e| format!("{e:#}"));
+    assert!(e.contains("not a ferry binary"), "{e}");
+    assert!(
+        matches!(d.state().phase, Phase::Hold { .. }),
+        "{:?}",
+        d.state().phase
+    );
+    assert!(matches!(
+        d.pass(Intent::Poll).await.unwrap(),
+        Outcome::Hold(_)
+    ));
 }
 
 #[tokio::test]
