@@ -96,7 +96,6 @@ impl<U: UnitManager> Agent<U> {
             }
         };
         let m = &offer.manifest;
-        let serial_before = job.state.last_serial;
         // Every verified manifest raises the floors, not only installs; a
         // publication time is never taken beyond the clock plus a skew.
         self.transition(
@@ -107,13 +106,6 @@ impl<U: UnitManager> Agent<U> {
             },
         )?;
         let denied = job.state.is_denied(&offer.sha256, m.serial);
-        // An older release the channel has offered before is not installed
-        // over a newer one an operator put here since (from a file,
-        // offline): going back takes publishing it again.
-        let behind = job.state.current.as_ref().filter(|current| {
-            m.serial <= serial_before
-                && ferry_format::version::is_older(&m.version, &current.version)
-        });
         let in_rollout = verify::in_rollout(m, &self.settings.device_id, self.settings.wariness);
         self.observer.offered(
             &app.name,
@@ -123,7 +115,7 @@ impl<U: UnitManager> Agent<U> {
                 url: m.url.clone(),
                 sha256: offer.sha256.clone(),
                 serial: m.serial,
-                takes: !denied && in_rollout && behind.is_none(),
+                takes: !denied && in_rollout,
             },
         );
         let manifest_sha = info.sha256().map(str::to_owned);
@@ -144,14 +136,6 @@ impl<U: UnitManager> Agent<U> {
                 m.version, m.serial
             );
             journal::event(Event::Denied, &app.name, Some(&m.version), &[], &msg);
-            self.transition(job, Step::ManifestSeen(manifest_sha))?;
-            return Ok(Flow::Done(Outcome::Skipped(msg)));
-        }
-        if let Some(current) = behind {
-            let msg = format!(
-                "{} (serial {}) is older than the running {} and was offered before; publish it again (a higher serial) to go back to it",
-                m.version, m.serial, current.version
-            );
             self.transition(job, Step::ManifestSeen(manifest_sha))?;
             return Ok(Flow::Done(Outcome::Skipped(msg)));
         }
