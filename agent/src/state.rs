@@ -110,6 +110,7 @@ impl Step {
             | Step::KeysRotated(_)
             | Step::Floors { .. }
             | Step::ManifestSeen(_)
+            | Step::AttemptFrom(_)
             | Step::Switch(_)
             | Step::Wait(_)
             | Step::ReportQueued => return None,
@@ -137,6 +138,7 @@ impl Step {
             | Step::KeysRotated(_)
             | Step::Floors { .. }
             | Step::ManifestSeen(_)
+            | Step::AttemptFrom(_)
             | Step::Switch(_)
             | Step::Wait(_)
             | Step::ReportQueued => None,
@@ -207,6 +209,11 @@ pub struct AppState {
     /// app's role names the same one, a poll has nothing to do.
     #[serde(default)]
     pub manifest_sha256: Option<String>,
+    /// SHA-256 of the channel manifest the attempt in progress came from
+    /// (`None`: an operator's file): when an operator's install supersedes
+    /// it, that manifest counts as seen, so the next poll does not undo it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_manifest: Option<String>,
     /// The app's release keys (sorted ids and threshold) the floors above
     /// were raised under: when the repository rotates them, the floors a
     /// leaked key could have pushed up start again.
@@ -288,6 +295,10 @@ pub enum Step {
     /// The channel manifest with this hash needs no more work (`None`:
     /// look at the channel again on the next poll).
     ManifestSeen(Option<String>),
+    /// The attempt about to start comes from the channel manifest with this
+    /// hash, which counts as unseen until the attempt's outcome is final
+    /// (`None`: from an operator's file, the channel's manifest stays seen).
+    AttemptFrom(Option<String>),
     /// Follow another channel (`None`: the configured one) from the next poll.
     Switch(Option<String>),
     /// A verified release waits (`Some(why)`), or no longer does.
@@ -315,6 +326,7 @@ impl AppState {
             last_serial: 0,
             last_published_at: 0,
             manifest_sha256: None,
+            attempt_manifest: None,
             release_keys: Vec::new(),
             channel: None,
             denied: Vec::new(),
@@ -376,6 +388,13 @@ impl AppState {
             (_, Step::ManifestSeen(sha)) => {
                 next.manifest_sha256 = sha;
                 self.phase.clone()
+            }
+            (Phase::Idle, Step::AttemptFrom(manifest)) => {
+                if manifest.is_some() {
+                    next.manifest_sha256 = None;
+                }
+                next.attempt_manifest = manifest;
+                Phase::Idle
             }
             (_, Step::ReportQueued) => {
                 next.pending_report = None;
@@ -601,6 +620,18 @@ mod tests {
             hold.apply(Step::Release).unwrap().phase,
             Phase::Idle
         ));
+    }
+
+    #[test]
+    fn an_attempt_remembers_its_manifest_and_a_file_keeps_the_channels_seen() {
+        let mut s = AppState::new("a");
+        s.manifest_sha256 = Some("m1".into());
+        let from_channel = s.apply(Step::AttemptFrom(Some("m2".into()))).unwrap();
+        assert_eq!(from_channel.manifest_sha256, None);
+        assert_eq!(from_channel.attempt_manifest.as_deref(), Some("m2"));
+        let from_file = s.apply(Step::AttemptFrom(None)).unwrap();
+        assert_eq!(from_file.manifest_sha256.as_deref(), Some("m1"));
+        assert_eq!(from_file.attempt_manifest, None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The service on a real board when it must wait or is pressed: a release
 //! that arrives outside the install window (computed from the board's own
 //! clock) and an inhibitor the app holds, an operator's install while the
-//! service is mid-update, and a restart job that never ends.
+//! service is mid-update, a newer operator install the channel's older
+//! release does not undo, and a restart job that never ends.
 
 mod common;
 
@@ -214,4 +215,51 @@ fn a_restart_job_that_never_ends_costs_the_agent_its_watchdog_and_the_resume_fin
             .unwrap(),
         "active"
     );
+}
+
+#[test]
+fn an_operators_newer_install_is_not_undone_by_the_release_it_superseded() {
+    let repo = Repo::new();
+    let (board, port) = board(&repo, "superseded", "");
+    install_v1(&repo, &board, port);
+    let window = board.closed_window().unwrap();
+    board
+        .reconfigure(&format!("install-window = \"{window}\""))
+        .unwrap();
+    repo.publish(&variant("2.0.0", None), &[]);
+    board
+        .wait_for("v2 waiting for the window", WAIT, |s| {
+            s["phase"] == "verified" && waiting(s).contains("outside the install window")
+        })
+        .unwrap();
+    // The operator installs a newer build from a file instead.
+    install_from_file(&repo, &board, "3.0.0");
+
+    // The window goes; the channel still offers 2.0.0, which it offered
+    // before 3.0.0 came: the board keeps 3.0.0.
+    let path = board.etc.join("agent.toml");
+    let config = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(&format!("install-window = \"{window}\"\n"), "");
+    std::fs::write(&path, config).unwrap();
+    board.restart_agent().unwrap();
+    let polls = board.count_events("check_started", None).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while board.count_events("check_started", None).unwrap() < polls + 4 {
+        assert!(Instant::now() < deadline, "ferryd stopped polling");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let s = board.app_status().unwrap();
+    assert_eq!(current_version(&s), "3.0.0", "{s:#}");
+    assert_eq!(s["phase"], "idle", "{s:#}");
+    assert_eq!(board.count_events("installed", Some("2.0.0")).unwrap(), 0);
+    assert_eq!(version_served(port).as_deref(), Some("3.0.0"));
+
+    // Published again (a higher serial), 2.0.0 is a deliberate way back.
+    repo.publish(&variant("2.0.0", None), &[]);
+    board
+        .wait_for("back to 2.0.0", WAIT, |s| {
+            current_version(s) == "2.0.0" && s["phase"] == "idle"
+        })
+        .unwrap();
 }

@@ -277,6 +277,7 @@ impl<U: UnitManager> Agent<U> {
         target: Release,
     ) -> Result<Flow, StepError> {
         let app = job.app.clone();
+        self.transition(job, Step::AttemptFrom(None))?;
         self.transition(job, Step::StartDownload(target.clone()))?;
         let stored = job.store.store_binary(file, &target)?;
         self.unpack(&stored, &app, &target.version).await?;

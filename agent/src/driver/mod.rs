@@ -324,6 +324,11 @@ impl<U: UnitManager> Agent<U> {
             // waits at the gate.
             (Intent::Install { .. } | Intent::Rollback, Phase::Verified { .. }) => {
                 self.transition(&mut job, Step::Abandon)?;
+                // The channel's release it came from is superseded, not
+                // to be installed by the next poll over the operator's.
+                if let Some(manifest) = job.state.attempt_manifest.clone() {
+                    self.transition(&mut job, Step::ManifestSeen(Some(manifest)))?;
+                }
             }
             (Intent::Install { .. }, Phase::Idle | Phase::Hold { .. }) => {}
             (Intent::Install { .. }, phase) => anyhow::bail!(
@@ -766,6 +771,7 @@ fn journal_step(app: &str, before: &AppState, step: &Step) {
         | Step::KeysRotated(_)
         | Step::Floors { .. }
         | Step::ManifestSeen(_)
+        | Step::AttemptFrom(_)
         | Step::Switch(_)
         | Step::Wait(None)
         | Step::ReportQueued => {}

@@ -167,7 +167,7 @@ impl<U: UnitManager> Agent<U> {
         }
         // The manifest is remembered only once this release has a final
         // outcome: a refused or interrupted attempt must look again.
-        self.transition(job, Step::ManifestSeen(None))?;
+        self.transition(job, Step::AttemptFrom(manifest_sha.clone()))?;
         job.manifest_sha256 = manifest_sha;
         let target = release_of(&offer);
         job.offer = Some(Found {
