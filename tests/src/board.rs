@@ -214,11 +214,15 @@ impl Board {
     /// Appends `lines` to the agent's config (so to the last `[[app]]`)
     /// and restarts the service onto it.
     pub fn reconfigure(&self, lines: &str) -> Result<()> {
+        self.rewrite_config(|toml| format!("{toml}{lines}\n"))
+    }
+
+    /// Rewrites the agent's config with `edit` and restarts the service
+    /// onto it.
+    pub fn rewrite_config(&self, edit: impl FnOnce(String) -> String) -> Result<()> {
         let path = self.etc.join("agent.toml");
-        let mut toml = std::fs::read_to_string(&path)?;
-        toml.push_str(lines);
-        toml.push('\n');
-        std::fs::write(&path, toml)?;
+        let toml = std::fs::read_to_string(&path)?;
+        std::fs::write(&path, edit(toml))?;
         self.restart_agent()
     }
 

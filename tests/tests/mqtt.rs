@@ -293,12 +293,11 @@ fn mqtt_over_tls_trusts_the_configured_ca_and_nothing_else() {
 
     // With the private CA as `ca-file`, the same broker is trusted.
     std::fs::copy(&ca, board.etc.join("mqtt-ca.pem")).unwrap();
-    let path = board.etc.join("agent.toml");
-    let config = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("[mqtt]\n", "[mqtt]\nca-file = \"/etc/ferry/mqtt-ca.pem\"\n");
-    std::fs::write(&path, config).unwrap();
-    board.restart_agent().unwrap();
+    board
+        .rewrite_config(|toml| {
+            toml.replace("[mqtt]\n", "[mqtt]\nca-file = \"/etc/ferry/mqtt-ca.pem\"\n")
+        })
+        .unwrap();
     broker
         .wait_retained("ferry/board-tls/simple_api/update", MESSAGE_WAIT, |m| {
             update_is(m, "1.0.0", "1.0.0", false)

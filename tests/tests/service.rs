@@ -237,12 +237,9 @@ fn an_operators_newer_install_is_not_undone_by_the_release_it_superseded() {
 
     // The window goes; the channel still offers 2.0.0, which it offered
     // before 3.0.0 came: the board keeps 3.0.0.
-    let path = board.etc.join("agent.toml");
-    let config = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace(&format!("install-window = \"{window}\"\n"), "");
-    std::fs::write(&path, config).unwrap();
-    board.restart_agent().unwrap();
+    board
+        .rewrite_config(|toml| toml.replace(&format!("install-window = \"{window}\"\n"), ""))
+        .unwrap();
     let polls = board.count_events("check_started", None).unwrap();
     let deadline = Instant::now() + WAIT;
     while board.count_events("check_started", None).unwrap() < polls + 4 {
